@@ -1,0 +1,62 @@
+// swift-tools-version: 6.1
+// The telematics ingestion pipeline: one package, modules laid out along the
+// data flow (wire format -> Kafka -> pipeline -> stores / call centre).
+import PackageDescription
+
+let package = Package(
+    name: "telematics",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "telematics", targets: ["telematics"]),
+        .library(name: "TelematicsWire", targets: ["TelematicsWire"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        // C libraries from Debian (libzstd-dev, librdkafka-dev), found through pkg-config.
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]
+        ),
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+
+        // The wire format of WIRE.md: envelope, zero-copy protobuf views, zstd,
+        // encoder, capture files, canonical JSON.
+        .target(
+            name: "TelematicsWire",
+            dependencies: ["CZstd"]
+        ),
+
+        // The `telematics` command.
+        .executableTarget(
+            name: "telematics",
+            dependencies: [
+                "TelematicsWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(
+            name: "TelematicsWireTests",
+            dependencies: ["TelematicsWire"]
+        ),
+
+        // Benchmarks (package-benchmark): `swift package benchmark`.
+        .executableTarget(
+            name: "WireDecode",
+            dependencies: [
+                "TelematicsWire",
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/WireDecode",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ]
+)

@@ -1,0 +1,3 @@
+// Only the stable zstd API is used (no ZSTD_STATIC_LINKING_ONLY).
+#include <zstd.h>
+#include <zstd_errors.h>

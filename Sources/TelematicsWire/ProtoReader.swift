@@ -1,0 +1,197 @@
+/// Protobuf wire types (the low three bits of a field key).
+public enum WireType {
+    public static let varint: UInt8 = 0
+    public static let fixed64: UInt8 = 1
+    public static let lengthDelimited: UInt8 = 2
+    public static let fixed32: UInt8 = 5
+}
+
+/// One field of a protobuf message, read in place.
+///
+/// For varint, fixed64 and fixed32 fields ``value`` holds the number; for
+/// length-delimited fields ``payload`` is the range of bytes inside the
+/// message buffer. Nothing is copied.
+public struct ProtoField {
+    /// The field number (never 0: the reader rejects it).
+    public let number: UInt64
+    /// The wire type (0, 1, 2 or 5: the reader rejects 3, 4, 6, 7).
+    public let wireType: UInt8
+    /// The numeric value of a varint or fixed field.
+    public let value: UInt64
+    /// Start and end offsets of a length-delimited payload in the buffer.
+    public let start: Int
+    public let end: Int
+
+    @inlinable
+    init(number: UInt64, wireType: UInt8, value: UInt64, start: Int, end: Int) {
+        self.number = number
+        self.wireType = wireType
+        self.value = value
+        self.start = start
+        self.end = end
+    }
+
+    /// Throws `bad_field` unless the field has the wire type `expected`.
+    @inlinable
+    public func require(_ expected: UInt8, _ name: StaticString) throws(WireError) {
+        if wireType != expected {
+            throw WireError(.badField, .wrongWireType(field: name, wireType: wireType))
+        }
+    }
+}
+
+/// Reads the fields of one protobuf message in order, in place, checking
+/// the syntax rules of WIRE.md (`bad_protobuf`) as it goes.
+///
+/// A struct of a buffer and an offset: iterating allocates nothing. The
+/// buffer must outlive the reader.
+public struct ProtoFieldReader {
+    public let buffer: UnsafeRawBufferPointer
+    @usableFromInline var offset: Int
+    @usableFromInline let end: Int
+
+    /// Reads the message that fills `buffer`.
+    @inlinable
+    public init(_ buffer: UnsafeRawBufferPointer) {
+        self.buffer = buffer
+        self.offset = 0
+        self.end = buffer.count
+    }
+
+    /// Reads the message in `buffer[start..<end]`.
+    @inlinable
+    public init(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int) {
+        self.buffer = buffer
+        self.offset = start
+        self.end = end
+    }
+
+    /// The next field, or nil at the end of the message.
+    @inlinable
+    public mutating func next() throws(WireError) -> ProtoField? {
+        if offset >= end { return nil }
+        let key = try readVarint()
+        let number = key >> 3
+        let wireType = UInt8(truncatingIfNeeded: key & 7)
+        if number == 0 { throw WireError(.badProtobuf, .fieldNumberZero) }
+        switch wireType {
+        case WireType.varint:
+            let value = try readVarint()
+            return ProtoField(number: number, wireType: wireType, value: value, start: 0, end: 0)
+        case WireType.fixed64:
+            guard end - offset >= 8 else { throw WireError(.badProtobuf, .lengthPastEnd) }
+            let value = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+            offset &+= 8
+            return ProtoField(number: number, wireType: wireType, value: value, start: 0, end: 0)
+        case WireType.fixed32:
+            guard end - offset >= 4 else { throw WireError(.badProtobuf, .lengthPastEnd) }
+            let value = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+            offset &+= 4
+            return ProtoField(number: number, wireType: wireType, value: UInt64(value), start: 0, end: 0)
+        case WireType.lengthDelimited:
+            let length = try readVarint()
+            guard length <= UInt64(end - offset) else { throw WireError(.badProtobuf, .lengthPastEnd) }
+            let start = offset
+            offset &+= Int(length)
+            return ProtoField(number: number, wireType: wireType, value: length, start: start, end: offset)
+        default:
+            throw WireError(.badProtobuf, .wireType(wireType))
+        }
+    }
+
+    /// Reads a base-128 varint of at most 10 bytes; bits past 64 are dropped,
+    /// as the protobuf rules truncate a varint wider than its field.
+    @inlinable
+    mutating func readVarint() throws(WireError) -> UInt64 {
+        var i = offset
+        guard i < end else { throw WireError(.badProtobuf, .truncatedVarint) }
+        var byte = buffer[i]
+        i &+= 1
+        if byte < 0x80 {
+            offset = i
+            return UInt64(byte)
+        }
+        var result = UInt64(byte & 0x7F)
+        var shift: UInt64 = 7
+        while true {
+            guard i < end else { throw WireError(.badProtobuf, .truncatedVarint) }
+            byte = buffer[i]
+            i &+= 1
+            result |= UInt64(byte & 0x7F) << shift
+            if byte < 0x80 {
+                offset = i
+                return result
+            }
+            shift &+= 7
+            if shift >= 70 { throw WireError(.badProtobuf, .varintTooLong) }
+        }
+    }
+}
+
+/// Varint values of a packed run (or of one unpacked field), read in place.
+/// Used only on runs the validating pass has already checked.
+@usableFromInline
+struct PackedVarints {
+    @usableFromInline let buffer: UnsafeRawBufferPointer
+    @usableFromInline var offset: Int
+    @usableFromInline let end: Int
+
+    @inlinable
+    init(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int) {
+        self.buffer = buffer
+        self.offset = start
+        self.end = end
+    }
+
+    @inlinable
+    var isEmpty: Bool { offset >= end }
+
+    /// The next value; the run is known to be well formed.
+    @inlinable
+    mutating func next() -> UInt64 {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while offset < end {
+            let byte = buffer[offset]
+            offset &+= 1
+            result |= UInt64(byte & 0x7F) << shift
+            if byte < 0x80 { break }
+            shift &+= 7
+        }
+        return result
+    }
+}
+
+/// Counts the varints of a packed run, checking that each ends within the
+/// run and is at most 10 bytes long.
+@inlinable
+func countPackedVarints(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int) throws(WireError) -> Int {
+    var count = 0
+    var continuation = 0
+    var i = start
+    while i < end {
+        if buffer[i] >= 0x80 {
+            continuation &+= 1
+            if continuation >= 10 { throw WireError(.badProtobuf, .varintTooLong) }
+        } else {
+            continuation = 0
+            count &+= 1
+        }
+        i &+= 1
+    }
+    if continuation != 0 { throw WireError(.badProtobuf, .truncatedPackedVarint) }
+    return count
+}
+
+/// Zig-zag decoding of a `sint32` after truncation to 32 bits.
+@inlinable
+func zigZag32(_ raw: UInt64) -> Int32 {
+    let v = UInt32(truncatingIfNeeded: raw)
+    return Int32(bitPattern: (v >> 1) ^ (0 &- (v & 1)))
+}
+
+/// Zig-zag encoding of a `sint32`.
+@inlinable
+func zigZagEncode32(_ v: Int32) -> UInt32 {
+    UInt32(bitPattern: (v << 1) ^ (v >> 31))
+}
