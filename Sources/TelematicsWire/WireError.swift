@@ -38,6 +38,7 @@ public struct WireError: Error, Sendable, Equatable, CustomStringConvertible {
         case declaredSizeOverLimit(UInt64)
         case expandsPastLimit
         case dataAfterFrame(extra: Int)
+        case frameCutShort(available: Int)
         case truncatedVarint
         case varintTooLong
         case lengthPastEnd
@@ -98,6 +99,8 @@ public struct WireError: Error, Sendable, Equatable, CustomStringConvertible {
             return "frame declares \(size) bytes, over the 1 MiB limit"
         case .expandsPastLimit:
             return "frame expands past the 1 MiB limit"
+        case .frameCutShort(let available):
+            return "the zstd frame is cut short: its blocks run past the \(available)-byte body"
         case .dataAfterFrame(let extra):
             return "\(extra) bytes after the zstd frame; a body is one frame"
         case .truncatedVarint:

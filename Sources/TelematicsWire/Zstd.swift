@@ -130,6 +130,12 @@ public final class ZstdDecompressor {
         }
         let frameSize = ZSTD_findFrameCompressedSize(frame.baseAddress, frame.count)
         if ZSTD_isError(frameSize) != 0 {
+            // The frame's blocks run past the body: it was cut short. (The
+            // reference decoder reads such a frame as far as it goes; WIRE.md
+            // calls it corrupt, and so do we.)
+            if ZSTD_getErrorCode(frameSize) == ZSTD_error_srcSize_wrong {
+                throw WireError(.decompressFailed, .frameCutShort(available: frame.count))
+            }
             throw zstdError(frameSize)
         }
         if frameSize < frame.count {
