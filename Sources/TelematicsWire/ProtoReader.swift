@@ -70,7 +70,15 @@ public struct ProtoFieldReader {
     @inlinable
     public mutating func next() throws(WireError) -> ProtoField? {
         if offset >= end { return nil }
-        let key = try readVarint()
+        // Keys are almost always one byte: a branch that predicts well.
+        let first = buffer[offset]
+        let key: UInt64
+        if first < 0x80 {
+            offset &+= 1
+            key = UInt64(first)
+        } else {
+            key = try readVarint()
+        }
         let number = key >> 3
         let wireType = UInt8(truncatingIfNeeded: key & 7)
         if number == 0 { throw WireError(.badProtobuf, .fieldNumberZero) }
@@ -103,6 +111,10 @@ public struct ProtoFieldReader {
     /// as the protobuf rules truncate a varint wider than its field.
     @inlinable
     mutating func readVarint() throws(WireError) -> UInt64 {
+        if end - offset >= 8, let (value, length) = decodeShortVarint(buffer, at: offset) {
+            offset &+= length
+            return value
+        }
         var i = offset
         guard i < end else { throw WireError(.badProtobuf, .truncatedVarint) }
         var byte = buffer[i]
@@ -128,6 +140,36 @@ public struct ProtoFieldReader {
     }
 }
 
+/// Squeezes the 7-bit groups of up to eight varint bytes (continuation bits
+/// already cleared, bytes past the varint zeroed) into one number.
+@inlinable @inline(__always)
+func squeezeVarintBytes(_ bytes: UInt64) -> UInt64 {
+    var x = bytes
+    x = ((x & 0x7F00_7F00_7F00_7F00) >> 1) | (x & 0x007F_007F_007F_007F)
+    x = ((x & 0x3FFF_0000_3FFF_0000) >> 2) | (x & 0x0000_3FFF_0000_3FFF)
+    x = ((x & 0x0FFF_FFFF_0000_0000) >> 4) | (x & 0x0000_0000_0FFF_FFFF)
+    return x
+}
+
+/// The low `bits` bits set (bits 1...64).
+@inlinable @inline(__always)
+func lowBits(_ bits: Int) -> UInt64 {
+    bits >= 64 ? UInt64.max : (1 << UInt64(bits)) &- 1
+}
+
+/// Decodes the varint at `offset` from one 8-byte load, without branching
+/// on its length (which varies at random in real data, so a branch would
+/// mispredict). Returns nil when the varint does not end within those 8
+/// bytes; the caller then takes the byte-by-byte path. Needs 8 readable bytes.
+@inlinable @inline(__always)
+func decodeShortVarint(_ buffer: UnsafeRawBufferPointer, at offset: Int) -> (value: UInt64, length: Int)? {
+    let word = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+    let terminators = ~word & 0x8080_8080_8080_8080
+    if terminators == 0 { return nil }
+    let bits = terminators.trailingZeroBitCount &+ 1  // 8 * length
+    return (squeezeVarintBytes(word & lowBits(bits) & 0x7F7F_7F7F_7F7F_7F7F), bits >> 3)
+}
+
 /// Varint values of a packed run (or of one unpacked field), read in place.
 /// Used only on runs the validating pass has already checked.
 @usableFromInline
@@ -149,6 +191,10 @@ struct PackedVarints {
     /// The next value; the run is known to be well formed.
     @inlinable
     mutating func next() -> UInt64 {
+        if end - offset >= 8, let (value, length) = decodeShortVarint(buffer, at: offset) {
+            offset &+= length
+            return value
+        }
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while offset < end {
@@ -163,24 +209,87 @@ struct PackedVarints {
 }
 
 /// Counts the varints of a packed run, checking that each ends within the
-/// run and is at most 10 bytes long.
+/// run and is at most 10 bytes long (protobuf's limit).
+///
+/// Eight bytes at a time: a varint ends at each byte whose top bit is clear,
+/// so the count is a population count, and only runs of continuation bytes
+/// that cross a word boundary can reach the limit.
 @inlinable
 func countPackedVarints(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int) throws(WireError) -> Int {
+    let highBits: UInt64 = 0x8080_8080_8080_8080
     var count = 0
-    var continuation = 0
+    var run = 0  // continuation bytes at the end of what was scanned
     var i = start
+    while end - i >= 8 {
+        let word = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+        let terminators = ~word & highBits
+        if terminators == 0 {
+            run &+= 8
+            if run >= 10 { throw WireError(.badProtobuf, .varintTooLong) }
+        } else {
+            if run &+ terminators.trailingZeroBitCount / 8 >= 10 { throw WireError(.badProtobuf, .varintTooLong) }
+            count &+= terminators.nonzeroBitCount
+            run = terminators.leadingZeroBitCount / 8
+        }
+        i &+= 8
+    }
     while i < end {
         if buffer[i] >= 0x80 {
-            continuation &+= 1
-            if continuation >= 10 { throw WireError(.badProtobuf, .varintTooLong) }
+            run &+= 1
+            if run >= 10 { throw WireError(.badProtobuf, .varintTooLong) }
         } else {
-            continuation = 0
+            run = 0
             count &+= 1
         }
         i &+= 1
     }
-    if continuation != 0 { throw WireError(.badProtobuf, .truncatedPackedVarint) }
+    if run != 0 { throw WireError(.badProtobuf, .truncatedPackedVarint) }
     return count
+}
+
+/// Calls `body` with each varint of a packed run, checking, as
+/// ``countPackedVarints`` does, that each ends in the run within 10 bytes.
+@inlinable @inline(__always)
+func forEachPackedVarint(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int, _ body: (UInt64) -> Void) throws(WireError) {
+    var i = start
+    // Two varints per 8-byte load while both end inside it: the next load's
+    // address then waits on one length computation per two values.
+    while end - i >= 8 {
+        let word = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+        let terminators = ~word & 0x8080_8080_8080_8080
+        if terminators == 0 { break }  // a varint over 8 bytes: byte by byte below
+        let firstBits = terminators.trailingZeroBitCount &+ 1
+        let payload = word & 0x7F7F_7F7F_7F7F_7F7F
+        body(squeezeVarintBytes(payload & lowBits(firstBits)))
+        let rest = terminators & (terminators &- 1)
+        if rest == 0 {
+            i &+= firstBits >> 3
+            continue
+        }
+        let bothBits = rest.trailingZeroBitCount &+ 1
+        body(squeezeVarintBytes((payload & lowBits(bothBits)) >> UInt64(firstBits)))
+        i &+= bothBits >> 3
+    }
+    while i < end {
+        let first = buffer[i]
+        i &+= 1
+        if first < 0x80 {
+            body(UInt64(first))
+            continue
+        }
+        var result = UInt64(first & 0x7F)
+        var shift: UInt64 = 7
+        while true {
+            guard i < end else { throw WireError(.badProtobuf, .truncatedPackedVarint) }
+            let byte = buffer[i]
+            i &+= 1
+            result |= UInt64(byte & 0x7F) << shift
+            if byte < 0x80 { break }
+            shift &+= 7
+            if shift >= 70 { throw WireError(.badProtobuf, .varintTooLong) }
+        }
+        body(result)
+    }
 }
 
 /// Zig-zag decoding of a `sint32` after truncation to 32 bits.

@@ -421,6 +421,51 @@ public struct RttiPoints: Sequence {
     public func makeIterator() -> Iterator { Iterator(self) }
 }
 
+/// A position column being validated: first value absolute, then deltas,
+/// summed in 64 bits; remembers the first point outside `range`.
+@usableFromInline
+struct AccumulatedColumn {
+    @usableFromInline var count = 0
+    @usableFromInline var sum: Int64 = 0
+    @usableFromInline var firstBad = Int.max
+    @usableFromInline var badValue: Int64 = 0
+    @usableFromInline let range: ClosedRange<Int64>
+
+    @inlinable
+    init(range: ClosedRange<Int64>) { self.range = range }
+
+    @inlinable @inline(__always)
+    mutating func add(_ raw: UInt64) {
+        sum = count == 0 ? Int64(zigZag32(raw)) : sum &+ Int64(zigZag32(raw))
+        if !range.contains(sum), firstBad == Int.max {
+            firstBad = count
+            badValue = sum
+        }
+        count &+= 1
+    }
+}
+
+/// The heading column being validated: remembers the first value over 359.
+@usableFromInline
+struct HeadingColumn {
+    @usableFromInline var count = 0
+    @usableFromInline var firstBad = Int.max
+    @usableFromInline var badValue: UInt32 = 0
+
+    @inlinable
+    init() {}
+
+    @inlinable @inline(__always)
+    mutating func add(_ raw: UInt64) {
+        let value = UInt32(truncatingIfNeeded: raw)
+        if value > 359, firstBad == Int.max {
+            firstBad = count
+            badValue = value
+        }
+        count &+= 1
+    }
+}
+
 /// kind 3, read in place.
 public struct RttiProbeView {
     /// The decompressed body.
@@ -433,46 +478,60 @@ public struct RttiProbeView {
     @inlinable public var hazards: RepeatedMessages<Hazard> { RepeatedMessages(buffer, number: 6) }
 
     /// Validates `buffer` as an `RttiProbe` sent at `recordedAtMs`.
+    ///
+    /// One pass over the fields: syntax and wire types fail at once, as the
+    /// walk meets them; the columns with range rules (positions, heading) are
+    /// decoded on the way and their first failing point is remembered, to be
+    /// reported only after the walk, as WIRE.md orders the checks. The other
+    /// columns are only counted.
     @inlinable
     public init(validating buffer: UnsafeRawBufferPointer, recordedAtMs: Int64) throws(WireError) {
-        var counts = (0, 0, 0, 0, 0)
+        var dtCount = 0, speedCount = 0
+        var lat = AccumulatedColumn(range: Position.latitudeRange)
+        var lon = AccumulatedColumn(range: Position.longitudeRange)
+        var heading = HeadingColumn()
         var fields = ProtoFieldReader(buffer)
         while let f = try fields.next() {
-            let n: Int
             switch f.number {
             case 1...5:
-                switch f.wireType {
-                case WireType.varint: n = 1
-                case WireType.lengthDelimited: n = try countPackedVarints(buffer, start: f.start, end: f.end)
-                default:
+                if f.wireType == WireType.varint {
+                    switch f.number {
+                    case 1: dtCount &+= 1
+                    case 2: lat.add(f.value)
+                    case 3: lon.add(f.value)
+                    case 4: speedCount &+= 1
+                    default: heading.add(f.value)
+                    }
+                } else if f.wireType == WireType.lengthDelimited {
+                    switch f.number {
+                    case 1: dtCount &+= try countPackedVarints(buffer, start: f.start, end: f.end)
+                    case 2: try forEachPackedVarint(buffer, start: f.start, end: f.end) { lat.add($0) }
+                    case 3: try forEachPackedVarint(buffer, start: f.start, end: f.end) { lon.add($0) }
+                    case 4: speedCount &+= try countPackedVarints(buffer, start: f.start, end: f.end)
+                    default: try forEachPackedVarint(buffer, start: f.start, end: f.end) { heading.add($0) }
+                    }
+                } else {
                     throw WireError(.badField, .wrongWireType(field: RttiProbeView.columnNames[Int(f.number) - 1], wireType: f.wireType))
                 }
             case 6:
                 try validateEmbedded(f, in: buffer, "RttiProbe.hazards", as: Hazard.self)
-                continue
             default:
                 continue
             }
-            switch f.number {
-            case 1: counts.0 &+= n
-            case 2: counts.1 &+= n
-            case 3: counts.2 &+= n
-            case 4: counts.3 &+= n
-            default: counts.4 &+= n
-            }
         }
-        let count = counts.0
-        guard counts.1 == count, counts.2 == count, counts.3 == count, counts.4 == count else {
-            throw WireError(.badField, .columnsDiffer(dt: counts.0, lat: counts.1, lon: counts.2, speed: counts.3, heading: counts.4))
+        let count = dtCount
+        guard lat.count == count, lon.count == count, speedCount == count, heading.count == count else {
+            throw WireError(.badField, .columnsDiffer(dt: dtCount, lat: lat.count, lon: lon.count, speed: speedCount, heading: heading.count))
         }
-        let points = RttiPoints(buffer, recordedAtMs: recordedAtMs, count: count)
-        var index = 0
-        for p in points {
-            guard Position.latitudeRange.contains(p.latE7), Position.longitudeRange.contains(p.lonE7) else {
-                throw WireError(.badField, .pointOutOfRange(index: index, latE7: p.latE7, lonE7: p.lonE7))
-            }
-            guard p.headingDeg <= 359 else { throw WireError(.badField, .headingOver359(index: index, value: p.headingDeg)) }
-            index &+= 1
+        // The first failing point, position before heading at the same point.
+        let badPosition = min(lat.firstBad, lon.firstBad)
+        if badPosition <= heading.firstBad, badPosition < count {
+            throw WireError(.badField, .pointOutOfRange(
+                index: badPosition, latE7: lat.firstBad == badPosition ? lat.badValue : 0,
+                lonE7: lon.firstBad == badPosition ? lon.badValue : 0))
+        }
+        if heading.firstBad < count {
+            throw WireError(.badField, .headingOver359(index: heading.firstBad, value: heading.badValue))
         }
         var hazardIndex = 0
         for h in RepeatedMessages<Hazard>(buffer, number: 6) {
@@ -483,7 +542,7 @@ public struct RttiProbeView {
         }
         self.buffer = buffer
         self.recordedAtMs = recordedAtMs
-        self.points = points
+        self.points = RttiPoints(buffer, recordedAtMs: recordedAtMs, count: count)
     }
 
     @usableFromInline

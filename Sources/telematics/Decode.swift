@@ -35,15 +35,16 @@ struct Decode: ParsableCommand {
         var json = CanonicalJSONWriter()
         var tally = DecodeTally()
         let progress = Progress(label: "decode", unit: "records")
+        let countOnly = count  // read the option once, not per record
 
         while let record = try reader.next() {
             do {
                 let decoded = try decoder.decode(record)
                 tally.valid += 1
-                if !count { json.write(decoded) }
+                if !countOnly { json.write(decoded) }
             } catch {
                 tally.reject(error.code)
-                if !count { json.write(error) }
+                if !countOnly { json.write(error) }
             }
             if json.bytes.count >= 1 << 20 {
                 try output.write(json.bytes)

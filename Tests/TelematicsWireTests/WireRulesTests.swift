@@ -217,3 +217,17 @@ struct CaptureTests {
         #expect(try Fixtures.dictionaries().ids == [4242])
     }
 }
+
+@Suite("VIN")
+struct VINTests {
+    @Test("exactly the 33 characters of ISO 3779 are VIN characters: digits and letters but I, O and Q")
+    func alphabet() {
+        let allowed = Set("0123456789ABCDEFGHJKLMNPRSTUVWXYZ".utf8)
+        for byte in UInt8.min...UInt8.max {
+            #expect(VIN.isAllowed(byte) == allowed.contains(byte), "byte \(byte)")
+        }
+        #expect(VIN("WMW11DJ0X02A00001")?.description == "WMW11DJ0X02A00001")
+        #expect(VIN("WMW11DJ0X02A0000I") == nil)
+        #expect(VIN("WMW11DJ0X02A0000") == nil)
+    }
+}
