@@ -220,7 +220,7 @@ func countPackedVarints(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int) 
     var count = 0
     var run = 0  // continuation bytes at the end of what was scanned
     var i = start
-    while end - i >= 8 {
+    while end &- i >= 8 {
         let word = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self))
         let terminators = ~word & highBits
         if terminators == 0 {
@@ -247,34 +247,61 @@ func countPackedVarints(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int) 
     return count
 }
 
+/// Something that consumes the varints of a packed run (kept in registers
+/// by ``forEachPackedVarint(_:start:end:into:)``).
+@usableFromInline
+protocol VarintSink {
+    mutating func take(_ value: UInt64)
+}
+
+/// A sink that calls a closure (tests, cold paths).
+@usableFromInline
+struct ClosureSink: VarintSink {
+    @usableFromInline let body: (UInt64) -> Void
+    @inlinable init(_ body: @escaping (UInt64) -> Void) { self.body = body }
+    @inlinable func take(_ value: UInt64) { body(value) }
+}
+
 /// Calls `body` with each varint of a packed run, checking, as
 /// ``countPackedVarints`` does, that each ends in the run within 10 bytes.
-@inlinable @inline(__always)
+@inlinable
 func forEachPackedVarint(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int, _ body: (UInt64) -> Void) throws(WireError) {
+    try withoutActuallyEscaping(body) { (escapable) throws(WireError) in
+        var sink = ClosureSink(escapable)
+        try forEachPackedVarint(buffer, start: start, end: end, into: &sink)
+    }
+}
+
+/// Feeds each varint of a packed run to `sink`, checking, as
+/// ``countPackedVarints`` does, that each ends in the run within 10 bytes.
+@inlinable @inline(__always)
+func forEachPackedVarint<Sink: VarintSink>(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int, into sink: inout Sink) throws(WireError) {
+    var local = sink  // a local copy the optimiser can keep in registers
+    defer { sink = local }
     var i = start
     // Two varints per 8-byte load while both end inside it: the next load's
     // address then waits on one length computation per two values.
-    while end - i >= 8 {
+    while end &- i >= 8 {
         let word = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self))
         let terminators = ~word & 0x8080_8080_8080_8080
         if terminators == 0 { break }  // a varint over 8 bytes: byte by byte below
         let firstBits = terminators.trailingZeroBitCount &+ 1
         let payload = word & 0x7F7F_7F7F_7F7F_7F7F
-        body(squeezeVarintBytes(payload & lowBits(firstBits)))
+        local.take(squeezeVarintBytes(payload & lowBits(firstBits)))
         let rest = terminators & (terminators &- 1)
         if rest == 0 {
             i &+= firstBits >> 3
             continue
         }
         let bothBits = rest.trailingZeroBitCount &+ 1
-        body(squeezeVarintBytes((payload & lowBits(bothBits)) >> UInt64(firstBits)))
+        local.take(squeezeVarintBytes((payload & lowBits(bothBits)) >> UInt64(firstBits)))
         i &+= bothBits >> 3
     }
     while i < end {
         let first = buffer[i]
         i &+= 1
         if first < 0x80 {
-            body(UInt64(first))
+            local.take(UInt64(first))
             continue
         }
         var result = UInt64(first & 0x7F)
@@ -288,7 +315,7 @@ func forEachPackedVarint(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int,
             shift &+= 7
             if shift >= 70 { throw WireError(.badProtobuf, .varintTooLong) }
         }
-        body(result)
+        local.take(result)
     }
 }
 

@@ -421,47 +421,43 @@ public struct RttiPoints: Sequence {
     public func makeIterator() -> Iterator { Iterator(self) }
 }
 
-/// A position column being validated: first value absolute, then deltas,
-/// summed in 64 bits; remembers the first point outside `range`.
+/// A position column being validated: first value absolute, then deltas
+/// (a running sum from 0 covers both), summed in 64 bits; notes whether any
+/// point left `range`, with no branch per value.
 @usableFromInline
-struct AccumulatedColumn {
+struct PositionColumn: VarintSink {
     @usableFromInline var count = 0
     @usableFromInline var sum: Int64 = 0
-    @usableFromInline var firstBad = Int.max
-    @usableFromInline var badValue: Int64 = 0
-    @usableFromInline let range: ClosedRange<Int64>
+    @usableFromInline var outOfRange: UInt8 = 0
+    @usableFromInline let lower: Int64
+    @usableFromInline let span: UInt64
 
     @inlinable
-    init(range: ClosedRange<Int64>) { self.range = range }
+    init(range: ClosedRange<Int64>) {
+        lower = range.lowerBound
+        span = UInt64(range.upperBound - range.lowerBound)
+    }
 
     @inlinable @inline(__always)
-    mutating func add(_ raw: UInt64) {
-        sum = count == 0 ? Int64(zigZag32(raw)) : sum &+ Int64(zigZag32(raw))
-        if !range.contains(sum), firstBad == Int.max {
-            firstBad = count
-            badValue = sum
-        }
+    mutating func take(_ raw: UInt64) {
+        sum &+= Int64(zigZag32(raw))
+        outOfRange |= UInt64(bitPattern: sum &- lower) > span ? 1 : 0
         count &+= 1
     }
 }
 
-/// The heading column being validated: remembers the first value over 359.
+/// The heading column being validated: its count and largest value.
 @usableFromInline
-struct HeadingColumn {
+struct HeadingColumn: VarintSink {
     @usableFromInline var count = 0
-    @usableFromInline var firstBad = Int.max
-    @usableFromInline var badValue: UInt32 = 0
+    @usableFromInline var largest: UInt32 = 0
 
     @inlinable
     init() {}
 
     @inlinable @inline(__always)
-    mutating func add(_ raw: UInt64) {
-        let value = UInt32(truncatingIfNeeded: raw)
-        if value > 359, firstBad == Int.max {
-            firstBad = count
-            badValue = value
-        }
+    mutating func take(_ raw: UInt64) {
+        largest = max(largest, UInt32(truncatingIfNeeded: raw))
         count &+= 1
     }
 }
@@ -487,8 +483,8 @@ public struct RttiProbeView {
     @inlinable
     public init(validating buffer: UnsafeRawBufferPointer, recordedAtMs: Int64) throws(WireError) {
         var dtCount = 0, speedCount = 0
-        var lat = AccumulatedColumn(range: Position.latitudeRange)
-        var lon = AccumulatedColumn(range: Position.longitudeRange)
+        var lat = PositionColumn(range: Position.latitudeRange)
+        var lon = PositionColumn(range: Position.longitudeRange)
         var heading = HeadingColumn()
         var fields = ProtoFieldReader(buffer)
         while let f = try fields.next() {
@@ -497,18 +493,18 @@ public struct RttiProbeView {
                 if f.wireType == WireType.varint {
                     switch f.number {
                     case 1: dtCount &+= 1
-                    case 2: lat.add(f.value)
-                    case 3: lon.add(f.value)
+                    case 2: lat.take(f.value)
+                    case 3: lon.take(f.value)
                     case 4: speedCount &+= 1
-                    default: heading.add(f.value)
+                    default: heading.take(f.value)
                     }
                 } else if f.wireType == WireType.lengthDelimited {
                     switch f.number {
                     case 1: dtCount &+= try countPackedVarints(buffer, start: f.start, end: f.end)
-                    case 2: try forEachPackedVarint(buffer, start: f.start, end: f.end) { lat.add($0) }
-                    case 3: try forEachPackedVarint(buffer, start: f.start, end: f.end) { lon.add($0) }
+                    case 2: try forEachPackedVarint(buffer, start: f.start, end: f.end, into: &lat)
+                    case 3: try forEachPackedVarint(buffer, start: f.start, end: f.end, into: &lon)
                     case 4: speedCount &+= try countPackedVarints(buffer, start: f.start, end: f.end)
-                    default: try forEachPackedVarint(buffer, start: f.start, end: f.end) { heading.add($0) }
+                    default: try forEachPackedVarint(buffer, start: f.start, end: f.end, into: &heading)
                     }
                 } else {
                     throw WireError(.badField, .wrongWireType(field: RttiProbeView.columnNames[Int(f.number) - 1], wireType: f.wireType))
@@ -523,15 +519,18 @@ public struct RttiProbeView {
         guard lat.count == count, lon.count == count, speedCount == count, heading.count == count else {
             throw WireError(.badField, .columnsDiffer(dt: dtCount, lat: lat.count, lon: lon.count, speed: speedCount, heading: heading.count))
         }
-        // The first failing point, position before heading at the same point.
-        let badPosition = min(lat.firstBad, lon.firstBad)
-        if badPosition <= heading.firstBad, badPosition < count {
-            throw WireError(.badField, .pointOutOfRange(
-                index: badPosition, latE7: lat.firstBad == badPosition ? lat.badValue : 0,
-                lonE7: lon.firstBad == badPosition ? lon.badValue : 0))
-        }
-        if heading.firstBad < count {
-            throw WireError(.badField, .headingOver359(index: heading.firstBad, value: heading.badValue))
+        let points = RttiPoints(buffer, recordedAtMs: recordedAtMs, count: count)
+        if lat.outOfRange | lon.outOfRange != 0 || heading.largest > 359 {
+            // Rare: walk the points in order to name the first bad one, checking
+            // position before heading at each point as WIRE.md does.
+            var index = 0
+            for p in points {
+                guard Position.latitudeRange.contains(p.latE7), Position.longitudeRange.contains(p.lonE7) else {
+                    throw WireError(.badField, .pointOutOfRange(index: index, latE7: p.latE7, lonE7: p.lonE7))
+                }
+                guard p.headingDeg <= 359 else { throw WireError(.badField, .headingOver359(index: index, value: p.headingDeg)) }
+                index &+= 1
+            }
         }
         var hazardIndex = 0
         for h in RepeatedMessages<Hazard>(buffer, number: 6) {
@@ -542,7 +541,7 @@ public struct RttiProbeView {
         }
         self.buffer = buffer
         self.recordedAtMs = recordedAtMs
-        self.points = RttiPoints(buffer, recordedAtMs: recordedAtMs, count: count)
+        self.points = points
     }
 
     @usableFromInline
