@@ -37,7 +37,8 @@ struct ConformanceTests {
         guard FileManager.default.fileExists(atPath: shared.path) else { return }
         for path in ["vectors/valid.tmcap", "vectors/valid.jsonl", "vectors/invalid.tmcap", "vectors/invalid.jsonl",
                      "vectors/sample.tmcap", "vectors/sample.jsonl", "vectors/dicts/4242.dict",
-                     "spec/WIRE.md", "spec/RULES.md", "spec/telematics.proto"] {
+                     "spec/WIRE.md", "spec/RULES.md", "spec/telematics.proto",
+                     "tools/tmgen.py", "tools/requirements.txt"] {
             let ours = try Data(contentsOf: Fixtures.root.appendingPathComponent(path))
             let theirs = try Data(contentsOf: shared.appendingPathComponent(path))
             #expect(ours == theirs, "Tests/Fixtures/\(path) differs from ../shared/\(path): copy it again")

@@ -120,9 +120,10 @@ struct MutationTests {
 
 /// Runs ../shared/tools/tmgen.py (or the copy CI installs) as the reference.
 enum ReferenceDecoder {
+    /// The repository's copy (kept equal to ../shared/tools/tmgen.py by a test).
     static var script: URL? {
-        let shared = Fixtures.packageRoot.deletingLastPathComponent().appendingPathComponent("shared/tools/tmgen.py")
-        return FileManager.default.fileExists(atPath: shared.path) ? shared : nil
+        let copy = Fixtures.root.appendingPathComponent("tools/tmgen.py")
+        return FileManager.default.fileExists(atPath: copy.path) ? copy : nil
     }
 
     static let isAvailable: Bool = {

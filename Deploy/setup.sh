@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what telematics needs to build, run and test on Debian 12
+# (the Swift toolchain itself is expected at /opt/swift or on PATH):
+#   - C libraries: librdkafka-dev (Kafka client + mock cluster), libzstd-dev
+#   - kcat: a Kafka command-line peer for tests and benchmarks
+#   - Python packages of the reference decoder tmgen.py (protobuf, zstandard, grpcio-tools)
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+APT_PACKAGES=(librdkafka-dev libzstd-dev kcat pkg-config python3-pip)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if (( ${#missing[@]} )); then
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c "import zstandard, google.protobuf, grpc_tools" 2>/dev/null; then
+  echo "setup: installing Python test tools" >&2
+  python3 -m pip install -q --disable-pip-version-check -r "$ROOT/Tests/Fixtures/tools/requirements.txt" \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages -r "$ROOT/Tests/Fixtures/tools/requirements.txt"
+fi
+
+if ! command -v swift >/dev/null; then
+  if [[ -x /opt/swift/usr/bin/swift ]]; then
+    echo "setup: add /opt/swift/usr/bin to PATH" >&2
+  else
+    echo "setup: no Swift toolchain found (Swift 6.1 or later is needed)" >&2
+    exit 1
+  fi
+fi
+echo "setup: ready" >&2
