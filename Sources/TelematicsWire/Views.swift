@@ -331,6 +331,31 @@ public struct HvWarnCallView {
     }
 }
 
+/// Where one RTTI column lies in the message, as the validating pass saw it.
+@usableFromInline
+struct ColumnRun {
+    @usableFromInline var start = 0
+    @usableFromInline var end = 0
+    @usableFromInline var occurrences = 0
+    @usableFromInline var packed = false
+
+    @inlinable
+    init() {}
+
+    @inlinable @inline(__always)
+    mutating func note(_ field: ProtoField) {
+        if occurrences == 0 {
+            start = field.start
+            end = field.end
+            packed = field.wireType == WireType.lengthDelimited
+        }
+        occurrences &+= 1
+    }
+
+    @inlinable
+    var isSinglePackedRun: Bool { occurrences == 1 && packed }
+}
+
 /// One column of an RTTI probe: the values of one repeated scalar field,
 /// packed runs and unpacked occurrences alike, in order.
 @usableFromInline
@@ -339,11 +364,19 @@ struct ColumnCursor {
     @usableFromInline let number: UInt64
     @usableFromInline var run: PackedVarints
 
+    /// A cursor over column `number`; when the validating pass saw the column
+    /// as one packed run (the usual encoding), it starts on that run and never
+    /// scans the message.
     @inlinable
-    init(_ buffer: UnsafeRawBufferPointer, number: UInt64) {
-        fields = ProtoFieldReader(buffer)
+    init(_ buffer: UnsafeRawBufferPointer, number: UInt64, layout: ColumnRun) {
         self.number = number
-        run = PackedVarints(buffer, start: 0, end: 0)
+        if layout.isSinglePackedRun {
+            fields = ProtoFieldReader(buffer, start: buffer.count, end: buffer.count)
+            run = PackedVarints(buffer, start: layout.start, end: layout.end)
+        } else {
+            fields = ProtoFieldReader(buffer)
+            run = PackedVarints(buffer, start: 0, end: 0)
+        }
     }
 
     @inlinable
@@ -369,11 +402,15 @@ public struct RttiPoints: Sequence {
     /// Number of points.
     public let count: Int
 
+    @usableFromInline let layout: (ColumnRun, ColumnRun, ColumnRun, ColumnRun, ColumnRun)
+
     @inlinable
-    init(_ buffer: UnsafeRawBufferPointer, recordedAtMs: Int64, count: Int) {
+    init(_ buffer: UnsafeRawBufferPointer, recordedAtMs: Int64, count: Int,
+         layout: (ColumnRun, ColumnRun, ColumnRun, ColumnRun, ColumnRun) = (.init(), .init(), .init(), .init(), .init())) {
         self.buffer = buffer
         self.recordedAtMs = recordedAtMs
         self.count = count
+        self.layout = layout
     }
 
     public struct Iterator: IteratorProtocol {
@@ -386,11 +423,11 @@ public struct RttiPoints: Sequence {
 
         @inlinable
         init(_ points: RttiPoints) {
-            dt = ColumnCursor(points.buffer, number: 1)
-            lat = ColumnCursor(points.buffer, number: 2)
-            lon = ColumnCursor(points.buffer, number: 3)
-            speed = ColumnCursor(points.buffer, number: 4)
-            heading = ColumnCursor(points.buffer, number: 5)
+            dt = ColumnCursor(points.buffer, number: 1, layout: points.layout.0)
+            lat = ColumnCursor(points.buffer, number: 2, layout: points.layout.1)
+            lon = ColumnCursor(points.buffer, number: 3, layout: points.layout.2)
+            speed = ColumnCursor(points.buffer, number: 4, layout: points.layout.3)
+            heading = ColumnCursor(points.buffer, number: 5, layout: points.layout.4)
             remaining = points.count
             recordedAtMs = points.recordedAtMs
         }
@@ -486,10 +523,18 @@ public struct RttiProbeView {
         var lat = PositionColumn(range: Position.latitudeRange)
         var lon = PositionColumn(range: Position.longitudeRange)
         var heading = HeadingColumn()
+        var layout = (ColumnRun(), ColumnRun(), ColumnRun(), ColumnRun(), ColumnRun())
         var fields = ProtoFieldReader(buffer)
         while let f = try fields.next() {
             switch f.number {
             case 1...5:
+                switch f.number {
+                case 1: layout.0.note(f)
+                case 2: layout.1.note(f)
+                case 3: layout.2.note(f)
+                case 4: layout.3.note(f)
+                default: layout.4.note(f)
+                }
                 if f.wireType == WireType.varint {
                     switch f.number {
                     case 1: dtCount &+= 1
@@ -519,7 +564,7 @@ public struct RttiProbeView {
         guard lat.count == count, lon.count == count, speedCount == count, heading.count == count else {
             throw WireError(.badField, .columnsDiffer(dt: dtCount, lat: lat.count, lon: lon.count, speed: speedCount, heading: heading.count))
         }
-        let points = RttiPoints(buffer, recordedAtMs: recordedAtMs, count: count)
+        let points = RttiPoints(buffer, recordedAtMs: recordedAtMs, count: count, layout: layout)
         if lat.outOfRange | lon.outOfRange != 0 || heading.largest > 359 {
             // Rare: walk the points in order to name the first bad one, checking
             // position before heading at each point as WIRE.md does.
