@@ -9,6 +9,8 @@ let package = Package(
     products: [
         .executable(name: "telematics", targets: ["telematics"]),
         .library(name: "TelematicsWire", targets: ["TelematicsWire"]),
+        .library(name: "TelematicsKafka", targets: ["TelematicsKafka"]),
+        .library(name: "FleetSimulator", targets: ["FleetSimulator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -34,11 +36,25 @@ let package = Package(
             dependencies: ["CZstd"]
         ),
 
+        // Kafka through librdkafka: consumer, producer, admin, embedded mock cluster.
+        .target(
+            name: "TelematicsKafka",
+            dependencies: ["CRdKafka", "TelematicsWire"]
+        ),
+
+        // A deterministic fleet of simulated vehicles writing envelopes.
+        .target(
+            name: "FleetSimulator",
+            dependencies: ["TelematicsWire"]
+        ),
+
         // The `telematics` command.
         .executableTarget(
             name: "telematics",
             dependencies: [
                 "TelematicsWire",
+                "TelematicsKafka",
+                "FleetSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -46,6 +62,10 @@ let package = Package(
         .testTarget(
             name: "TelematicsWireTests",
             dependencies: ["TelematicsWire"]
+        ),
+        .testTarget(
+            name: "TelematicsKafkaTests",
+            dependencies: ["TelematicsKafka", "FleetSimulator", "TelematicsWire"]
         ),
 
         // Benchmarks (package-benchmark): `swift package benchmark`.

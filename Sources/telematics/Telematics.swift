@@ -2,10 +2,10 @@ import ArgumentParser
 
 /// The `telematics` command: the ingestion pipeline and its tools.
 @main
-struct Telematics: ParsableCommand {
+struct Telematics: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "telematics",
         abstract: "Connected-vehicle telematics ingestion: decode, stream and store vehicle messages.",
-        subcommands: [Decode.self]
+        subcommands: [Decode.self, Broker.self, Produce.self, Simulate.self]
     )
 }
