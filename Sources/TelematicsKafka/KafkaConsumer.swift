@@ -1,4 +1,5 @@
 import CRdKafka
+import Foundation
 import Synchronization
 
 /// What a consumer does when the group moves partitions.
@@ -14,7 +15,12 @@ public struct KafkaRebalanceHandler: Sendable {
     /// records finished on them; they are committed synchronously before the
     /// partitions are unassigned, so the next owner resumes right after them.
     /// Records fetched but not finished are read again by the next owner
-    /// (at least once).
+    /// (at least once). A coordinator may refuse that commit (librdkafka
+    /// 2.0.2's mock cluster does while another member is joining an eager
+    /// group; Kafka accepts it): the refusal shows in
+    /// ``KafkaConsumer/lastCommitError``, and the next owner then re-reads
+    /// the finished records too, so commit finished work regularly rather
+    /// than only here.
     public var onRevoke: @Sendable ([KafkaTopicPartition]) -> [KafkaProcessedOffset]
 
     /// Hooks; the defaults do nothing and commit nothing.
@@ -64,8 +70,8 @@ final class ConsumerState: Sendable {
             if !offsets.isEmpty && rd_kafka_assignment_lost(rk.raw) == 0 {
                 let commitList = makePartitionList(offsets)
                 let e = rd_kafka_commit(rk.raw, commitList, 0)
+                noteCommit(commitError(e, commitList, context: "commit on revoke of \(partitions.count) partitions"))
                 rd_kafka_topic_partition_list_destroy(commitList)
-                noteCommit(e == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(e, context: "commit on revoke of \(partitions.count) partitions"))
             }
             if cooperative {
                 if let error = rd_kafka_incremental_unassign(rk.raw, list) { record(KafkaError(consuming: error, context: "incremental unassign")) }
@@ -98,6 +104,37 @@ final class ConsumerState: Sendable {
     }
 }
 
+/// The librdkafka client of a ``KafkaConsumer``, shared with every batch it
+/// hands out: `rd_kafka_destroy` blocks until all fetched messages are
+/// destroyed, so the handle is destroyed only when the consumer and its last
+/// batch are gone, on a thread of its own (never the releasing caller's).
+final class ConsumerClient: @unchecked Sendable {
+    // Thread-safe librdkafka handles, immutable; `state` outlives them
+    // because their callbacks reach it through an unretained pointer.
+    let handle: OpaquePointer
+    let queue: OpaquePointer
+    let state: ConsumerState
+
+    init(handle: OpaquePointer, queue: OpaquePointer, state: ConsumerState) {
+        self.handle = handle
+        self.queue = queue
+        self.state = state
+    }
+
+    deinit {
+        let rk = SendableHandle(handle)
+        let rkqu = SendableHandle(queue)
+        let state = self.state
+        let thread = Thread {
+            rd_kafka_queue_destroy(rkqu.raw)
+            rd_kafka_destroy(rk.raw)
+            withExtendedLifetime(state) {}
+        }
+        thread.name = "kafka-consumer-destroy"
+        thread.start()
+    }
+}
+
 /// A member of a consumer group that reads batches of records without
 /// copying them and commits only the offsets the caller says are finished
 /// (auto commit and auto offset store are off), so a crash re-reads
@@ -108,10 +145,12 @@ final class ConsumerState: Sendable {
 /// Call ``close()`` when done (it commits through the revoke hook and leaves
 /// the group cleanly).
 public final class KafkaConsumer: @unchecked Sendable {
-    // rd_kafka_t and its queue are thread-safe; `closed` guards their lifetime.
-    private let handle: OpaquePointer
-    private let queue: OpaquePointer
-    private let state: ConsumerState
+    // rd_kafka_t and its queue are thread-safe; `closed` stops their use,
+    // `client` (shared with held batches) their destruction.
+    private let client: ConsumerClient
+    private var handle: OpaquePointer { client.handle }
+    private var queue: OpaquePointer { client.queue }
+    private var state: ConsumerState { client.state }
     private let pollThread = BlockingThread(name: "kafka-consumer-poll")
     private let commitThread = BlockingThread(name: "kafka-consumer-commit")
     private let closed = Atomic<Bool>(false)
@@ -122,19 +161,11 @@ public final class KafkaConsumer: @unchecked Sendable {
     public init(configuration: KafkaConsumerConfiguration, rebalance: KafkaRebalanceHandler = KafkaRebalanceHandler()) throws(KafkaError) {
         self.configuration = configuration
         let state = ConsumerState(handler: rebalance)
-        self.state = state
         let conf = try makeConf(configuration.librdkafkaProperties, context: "consumer configuration")
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(state).toOpaque())
         rd_kafka_conf_set_rebalance_cb(conf) { rk, err, list, opaque in
             guard let rk, let opaque else { return }
             Unmanaged<ConsumerState>.fromOpaque(opaque).takeUnretainedValue().rebalance(rk, err, list)
-        }
-        rd_kafka_conf_set_offset_commit_cb(conf) { _, err, _, opaque in
-            guard let opaque else { return }
-            // Results of background commits (synchronous ones are noted by their caller).
-            let state = Unmanaged<ConsumerState>.fromOpaque(opaque).takeUnretainedValue()
-            if err == RD_KAFKA_RESP_ERR__NO_OFFSET { return }
-            state.noteCommit(err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(err, context: "background commit"))
         }
         rd_kafka_conf_set_error_cb(conf) { _, err, reason, opaque in
             guard let opaque else { return }
@@ -148,18 +179,16 @@ public final class KafkaConsumer: @unchecked Sendable {
             }
             return 0
         }
-        handle = try makeClient(RD_KAFKA_CONSUMER, conf: conf, context: "consumer")
+        let handle = try makeClient(RD_KAFKA_CONSUMER, conf: conf, context: "consumer")
         // One queue for records, rebalances, errors and statistics: the poll thread serves them all.
         rd_kafka_poll_set_consumer(handle)
-        queue = rd_kafka_queue_get_consumer(handle)
+        client = ConsumerClient(handle: handle, queue: rd_kafka_queue_get_consumer(handle), state: state)
     }
 
     deinit {
         if !closed.exchange(true, ordering: .acquiringAndReleasing) {
             // Safety net only: close() is the clean way (this blocks the releasing thread).
             rd_kafka_consumer_close(handle)
-            rd_kafka_queue_destroy(queue)
-            rd_kafka_destroy(handle)
         }
         pollThread.stop()
         commitThread.stop()
@@ -190,6 +219,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         let size = max(1, maxRecords ?? configuration.batchSize)
         let timeout = Int32(clamping: timeoutMs ?? configuration.batchTimeoutMs)
         let rkqu = SendableHandle(queue)
+        let client = self.client
         return try await pollThread.run { [self] () throws(KafkaError) in
             if self.closed.load(ordering: .acquiring) { throw KafkaError(.destroyed, context: "poll") }
             let buffer = UnsafeMutableBufferPointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: size)
@@ -222,7 +252,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             let records = UnsafeMutableBufferPointer<UnsafeMutablePointer<rd_kafka_message_t>>.allocate(capacity: kept)
             for i in 0..<kept { records[i] = buffer[i]! }
             buffer.deallocate()
-            return KafkaMessageBatch(messages: records, errors: errors)
+            return KafkaMessageBatch(messages: records, errors: errors, owner: client)
         }
     }
 
@@ -237,30 +267,37 @@ public final class KafkaConsumer: @unchecked Sendable {
             let list = makePartitionList(offsets)
             defer { rd_kafka_topic_partition_list_destroy(list) }
             let err = rd_kafka_commit(rk.raw, list, 0)
-            var error = err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(err, context: "commit of \(offsets.count) offsets")
-            // A partition-level failure (e.g. not in the group any more) is reported in the list.
-            if error == nil, let failed = partitionErrors(list).first {
-                error = KafkaError(failed.1, context: "commit of \(failed.0)")
-            }
+            let error = commitError(err, list, context: "commit of \(offsets.count) offsets")
             state.noteCommit(error)
             if let error { throw error }
         }
     }
 
     /// Starts committing `offsets` (each stored as `offset + 1`) without
-    /// waiting; the outcome shows in ``commitCounts`` and ``lastCommitError``.
-    /// A later synchronous commit or ``close()`` makes it durable either way.
+    /// waiting: the request goes out at once, and its outcome shows in
+    /// ``commitCounts`` and ``lastCommitError`` after a later ``poll(maxRecords:timeoutMs:)``
+    /// (which serves the result). A refused commit is not retried: commit
+    /// the same or later offsets again, or rely on the revoke hook.
     public func commitInBackground(_ offsets: [KafkaProcessedOffset]) throws(KafkaError) {
         guard !offsets.isEmpty else { return }
         try checkOpen("commit")
         let list = makePartitionList(offsets)
         defer { rd_kafka_topic_partition_list_destroy(list) }
-        let err = rd_kafka_commit(handle, list, 1)
+        // The result comes back on the consumer queue with this call's own
+        // callback, so only background commits are counted there.
+        let err = rd_kafka_commit_queue(handle, list, queue, { _, err, list, opaque in
+            guard let opaque else { return }
+            let state = Unmanaged<ConsumerState>.fromOpaque(opaque).takeUnretainedValue()
+            state.noteCommit(commitError(err, list, context: "background commit"))
+        }, Unmanaged.passUnretained(state).toOpaque())
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: "background commit") }
     }
 
-    /// Stops fetching from `partitions` (records already fetched still arrive)
-    /// until ``resume(_:)``; for back-pressure from a slow store.
+    /// Stops handing out records of `partitions` until ``resume(_:)``; for
+    /// back-pressure from a slow store. Batches already returned stay valid;
+    /// records prefetched but not yet polled are dropped from the client's
+    /// queue and fetched again after ``resume(_:)``, from the record after
+    /// the last one polled, so none is lost or repeated.
     public func pause(_ partitions: [KafkaTopicPartition]) throws(KafkaError) {
         try checkOpen("pause")
         try pauseResume(partitions, pause: true)
@@ -341,17 +378,16 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// Commits that succeeded and failed so far.
     public var commitCounts: (succeeded: Int, failed: Int) { state.shared.withLock { ($0.commitsSucceeded, $0.commitsFailed) } }
 
-    /// Leaves the group (the revoke hook runs and its offsets are committed)
-    /// and destroys the client. Batches still held stay valid until released.
+    /// Leaves the group (the revoke hook runs and its offsets are committed);
+    /// every other call throws afterwards. Batches still held stay valid:
+    /// the client is destroyed once the consumer and the last of them are
+    /// released (librdkafka cannot destroy it earlier).
     public func close() async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let rk = SendableHandle(handle)
-        let rkqu = SendableHandle(queue)
         let done: Void = await withCheckedContinuation { continuation in
             pollThread.submit {
                 rd_kafka_consumer_close(rk.raw)
-                rd_kafka_queue_destroy(rkqu.raw)
-                rd_kafka_destroy(rk.raw)
                 continuation.resume()
             }
         }
@@ -375,6 +411,15 @@ func topicPartitions(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_
     UnsafeBufferPointer(start: list.pointee.elems, count: Int(list.pointee.cnt)).map {
         KafkaTopicPartition(topic: String(cString: $0.topic), partition: $0.partition)
     }
+}
+
+/// The failure of a commit: the request's error, else the first
+/// partition-level one (e.g. a partition no longer in the group); nil when
+/// every offset was accepted.
+func commitError(_ err: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, context: String) -> KafkaError? {
+    if err != RD_KAFKA_RESP_ERR_NO_ERROR { return KafkaError(err, context: context) }
+    if let list, let failed = partitionErrors(list).first { return KafkaError(failed.1, context: "\(context): \(failed.0)") }
+    return nil
 }
 
 /// The per-partition errors of a librdkafka list.

@@ -16,13 +16,18 @@ public final class KafkaMessageBatch: @unchecked Sendable, RandomAccessCollectio
     // Immutable after init; release is made once-only by `released`.
     private let messages: UnsafeMutableBufferPointer<UnsafeMutablePointer<rd_kafka_message_t>>
     private let released = Atomic<Bool>(false)
+    // The client the messages came from, kept alive until they are handed
+    // back (librdkafka cannot destroy a client with messages outstanding);
+    // written once, by the one release() that wins `released`.
+    private var owner: AnyObject?
     /// Consumer errors that arrived in place of records in this poll
     /// (broker down, offset out of range...), with topic, partition and offset.
     public let errors: [KafkaError]
 
-    init(messages: UnsafeMutableBufferPointer<UnsafeMutablePointer<rd_kafka_message_t>>, errors: [KafkaError]) {
+    init(messages: UnsafeMutableBufferPointer<UnsafeMutablePointer<rd_kafka_message_t>>, errors: [KafkaError], owner: AnyObject? = nil) {
         self.messages = messages
         self.errors = errors
+        self.owner = messages.isEmpty ? nil : owner
     }
 
     /// An empty batch.
@@ -38,6 +43,7 @@ public final class KafkaMessageBatch: @unchecked Sendable, RandomAccessCollectio
         guard !released.exchange(true, ordering: .acquiringAndReleasing) else { return }
         for message in messages { rd_kafka_message_destroy(message) }
         messages.deallocate()
+        owner = nil
     }
 
     public var startIndex: Int { 0 }
