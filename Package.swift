@@ -15,6 +15,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // C libraries from Debian (libzstd-dev, librdkafka-dev), found through pkg-config.
@@ -48,6 +50,16 @@ let package = Package(
             dependencies: ["TelematicsWire"]
         ),
 
+        // Storage of what the pipeline writes: one protocol, SQLite and PostgreSQL behind it.
+        .target(
+            name: "TelematicsStores",
+            dependencies: [
+                "TelematicsWire",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
+
         // The `telematics` command.
         .executableTarget(
             name: "telematics",
@@ -66,6 +78,15 @@ let package = Package(
         .testTarget(
             name: "TelematicsKafkaTests",
             dependencies: ["TelematicsKafka", "FleetSimulator", "TelematicsWire"]
+        ),
+
+        .testTarget(
+            name: "TelematicsStoresTests",
+            dependencies: [
+                "TelematicsStores", "TelematicsWire",
+                // The tests create a database per test on the throwaway server.
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
         ),
 
         // Benchmarks (package-benchmark): `swift package benchmark`.

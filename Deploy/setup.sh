@@ -11,7 +11,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 
-APT_PACKAGES=(librdkafka-dev libzstd-dev kcat pkg-config python3-pip)
+# postgresql: server binaries (initdb, pg_ctl) for the PostgreSQL store tests,
+# which start a throwaway server of their own.
+APT_PACKAGES=(librdkafka-dev libzstd-dev kcat pkg-config python3-pip postgresql)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,175 @@
+import TelematicsWire
+
+/// (vin, sequence): what identifies a teleservice call.
+struct CallKey: Hashable {
+    var vin: VIN
+    var sequence: UInt64
+}
+
+/// (pseudonym, sequence, point index): what identifies a probe point.
+struct PointKey: Hashable {
+    var pseudonym: String
+    var sequence: UInt64
+    var pointIndex: Int
+}
+
+/// The primitive, batched writes a backend offers inside an open
+/// transaction. ``applyBatch(_:with:)`` strings them together in the order
+/// and with the rules of ``StoreBatch``, so the backends share the logic and
+/// differ only in SQL. Every method is one or a few statements for the whole
+/// list it is given, never one per record.
+protocol BatchWriter: Sendable {
+    /// Stored consent states of these vehicles.
+    func storedConsents(_ vins: [VIN]) async throws -> [VIN: StoredConsent]
+    /// Writes these states (one per VIN), each only where it is newer than the stored one.
+    func upsertConsents(_ changes: [ConsentChange]) async throws
+    /// Deletes the vehicles' charge sessions; returns how many.
+    func deleteChargeSessions(_ vins: [VIN]) async throws -> Int
+    /// Inserts the calls not stored yet; returns the keys of those inserted.
+    func insertCalls(_ calls: [TeleserviceCallRecord]) async throws -> Set<CallKey>
+    /// Writes each call's technical data (one call per VIN) where it is
+    /// newer than the stored state; returns how many states changed.
+    func upsertVehicleStates(_ calls: [TeleserviceCallRecord]) async throws -> Int
+    /// The cases not closed of these vehicles.
+    func openCases(_ vins: [VIN]) async throws -> [MaintenanceCase]
+    /// Writes the final state of these stored cases (all have an id).
+    func updateCases(_ cases: [MaintenanceCase]) async throws
+    /// Inserts these new cases (none has an id).
+    func insertCases(_ cases: [MaintenanceCase]) async throws
+    /// Inserts the sessions not stored yet; returns how many were inserted.
+    func insertChargeSessions(_ sessions: [ChargeSessionRecord]) async throws -> Int
+    /// Inserts the points not stored yet; returns the keys of those inserted.
+    func insertProbePoints(_ points: [ProbePoint]) async throws -> Set<PointKey>
+    /// Inserts the memberships not stored yet; returns the (tile, minute) of each inserted.
+    func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key]
+    /// Adds these sums to the aggregates (one entry per key).
+    func addToAggregates(_ sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) async throws
+    /// Adds these counts to the histogram buckets (one entry per key).
+    func addToBuckets(_ buckets: [(TrafficDelta.BucketKey, Int)]) async throws
+}
+
+/// Which consent changes of a batch take effect: the pure part of the
+/// consent rule, shared by the backends.
+struct ConsentPlan {
+    /// The state each changed vehicle ends with (one per VIN, in first-seen order).
+    var finalStates: [ConsentChange] = []
+    /// Vehicles for which an applied change took the charging history away.
+    var deleteSessionsOf: [VIN] = []
+    /// Changes newer than what was stored (or than an earlier change of the batch).
+    var applied = 0
+    /// Changes not newer, so ignored.
+    var ignored = 0
+
+    /// Walks the changes in order against the stored states: the latest
+    /// (recordedAtMs, sequence) wins. Every applied change that switches the
+    /// charging history off or deletes the account deletes the sessions, even
+    /// if a later change of the same batch switches it on again.
+    init(stored: [VIN: StoredConsent], changes: [ConsentChange]) {
+        var current: [VIN: (Int64, UInt64)] = stored.mapValues { ($0.recordedAtMs, $0.sequence) }
+        var finalIndex: [VIN: Int] = [:]
+        var deleting: Set<VIN> = []
+        for change in changes {
+            if let now = current[change.vin], !((change.recordedAtMs, change.sequence) > now) {
+                ignored += 1
+                continue
+            }
+            applied += 1
+            current[change.vin] = (change.recordedAtMs, change.sequence)
+            if let i = finalIndex[change.vin] {
+                finalStates[i] = change
+            } else {
+                finalIndex[change.vin] = finalStates.count
+                finalStates.append(change)
+            }
+            if change.deletesChargeSessions, deleting.insert(change.vin).inserted {
+                deleteSessionsOf.append(change.vin)
+            }
+        }
+    }
+}
+
+/// Applies `batch` through `writer`, which must be inside an open
+/// transaction; the caller commits or rolls back.
+func applyBatch(_ batch: StoreBatch, with writer: some BatchWriter) async throws -> StoreBatchResult {
+    var result = StoreBatchResult()
+
+    // 1. Consent, first, so that deletions precede this batch's sessions.
+    if !batch.consentChanges.isEmpty {
+        let vins = uniqued(batch.consentChanges.map(\.vin))
+        let plan = ConsentPlan(stored: try await writer.storedConsents(vins), changes: batch.consentChanges)
+        result.consentsApplied = plan.applied
+        result.consentsIgnored = plan.ignored
+        if !plan.finalStates.isEmpty { try await writer.upsertConsents(plan.finalStates) }
+        if !plan.deleteSessionsOf.isEmpty {
+            result.sessionsDeletedByConsent = try await writer.deleteChargeSessions(plan.deleteSessionsOf)
+        }
+    }
+
+    // 2. Teleservice calls: only newly stored ones change state and cases,
+    // so a redelivered call re-applies nothing.
+    if !batch.teleserviceCalls.isEmpty {
+        var inserted = try await writer.insertCalls(batch.teleserviceCalls)
+        var newCalls: [TeleserviceCallRecord] = []
+        for call in batch.teleserviceCalls where inserted.remove(CallKey(vin: call.vin, sequence: call.sequence)) != nil {
+            newCalls.append(call)  // `remove` keeps a call repeated within the batch from counting twice
+        }
+        result.callsInserted = newCalls.count
+        result.callsAlreadyPresent = batch.teleserviceCalls.count - newCalls.count
+
+        if !newCalls.isEmpty {
+            var newest: [VIN: TeleserviceCallRecord] = [:]
+            for call in newCalls {
+                if let n = newest[call.vin], !((call.recordedAtMs, call.sequence) > (n.recordedAtMs, n.sequence)) { continue }
+                newest[call.vin] = call
+            }
+            result.vehicleStatesUpdated = try await writer.upsertVehicleStates(Array(newest.values))
+
+            var book = CaseBook(openCases: try await writer.openCases(uniqued(newCalls.map(\.vin))))
+            for call in newCalls { book.process(call) }
+            // Updates first: a case closed and re-opened in one batch must be
+            // closed before the new one meets the one-open-case index.
+            let updates = book.updates
+            if !updates.isEmpty { try await writer.updateCases(updates) }
+            let inserts = book.inserts
+            if !inserts.isEmpty { try await writer.insertCases(inserts) }
+            result.casesOpened = book.opened
+            result.casesUpdated = book.renotified
+            result.casesClosed = book.closed
+        }
+    }
+
+    // 3. Charge sessions, once per (vin, session_id).
+    if !batch.chargeSessions.isEmpty {
+        result.sessionsInserted = try await writer.insertChargeSessions(batch.chargeSessions)
+        result.sessionsAlreadyPresent = batch.chargeSessions.count - result.sessionsInserted
+    }
+
+    // 4. Probe points; only newly stored ones reach the aggregates.
+    if !batch.probePoints.isEmpty {
+        var inserted = try await writer.insertProbePoints(batch.probePoints)
+        let newPoints = batch.probePoints.filter {
+            inserted.remove(PointKey(pseudonym: $0.pseudonym, sequence: $0.sequence, pointIndex: $0.pointIndex)) != nil
+        }
+        result.probePointsInserted = newPoints.count
+        result.probePointsAlreadyPresent = batch.probePoints.count - newPoints.count
+        if !newPoints.isEmpty {
+            // Sorted keys: concurrent writers (several pipeline instances on
+            // one PostgreSQL) then lock aggregate rows in the same order and
+            // cannot deadlock each other.
+            var delta = TrafficDelta(newPoints: newPoints)
+            let memberships = delta.memberships.sorted { ($0.key, $0.pseudonym) < ($1.key, $1.pseudonym) }
+            delta.addNewVehicles(try await writer.insertMemberships(memberships))
+            try await writer.addToAggregates(delta.sums.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+            try await writer.addToBuckets(
+                delta.buckets.sorted { ($0.key.key, $0.key.bucket) < ($1.key.key, $1.key.bucket) }.map { ($0.key, $0.value) })
+        }
+    }
+    return result
+}
+
+/// The distinct elements of `values` in first-seen order.
+func uniqued<T: Hashable>(_ values: [T]) -> [T] {
+    var seen: Set<T> = []
+    return values.filter { seen.insert($0).inserted }
+}
+

@@ -1,0 +1,657 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import TelematicsWire
+
+/// The store in a PostgreSQL database: for several pipeline instances
+/// sharing one database, and for the owners' apps and workshops.
+///
+/// One connection, owned by this actor (so work on it is serialised), opened
+/// again after the server dropped it. Each ``apply(_:)`` is one transaction
+/// of batched statements: every kind is written by one
+/// `INSERT ... SELECT * FROM UNNEST($1::text[], $2::bigint[], ...)
+/// ON CONFLICT DO NOTHING RETURNING ...` whatever the number of rows, so a
+/// batch of thousands of records is a dozen round trips. Maintenance cases:
+/// the open cases of all the batch's vehicles are read (and row-locked) in
+/// one query, the transitions computed in Swift by ``MaintenanceCases``,
+/// and written back with one UPDATE ... FROM UNNEST and one INSERT.
+///
+/// TLS is not supported yet: the URL must say `sslmode=disable` or nothing.
+public actor PostgresStore: TelematicsStore {
+    /// Always ``StoreBackend/postgres``.
+    public nonisolated let backend = StoreBackend.postgres
+    /// The URL with its password masked, for logs.
+    public nonisolated let maskedURL: String
+    private let configuration: PostgresConnection.Configuration
+    private let logger: Logger
+    private var connection: PostgresConnection?
+    private var nextConnectionID = 1
+    private var isClosed = false
+
+    /// Connects to `url` (`postgres://user:password@host:port/database`,
+    /// port 5432 by default) and creates or migrates the schema.
+    public init(url: String, logger: Logger = Logger(label: "telematics.stores.postgres")) async throws(StoreError) {
+        let (configuration, masked) = try Self.parse(url)
+        self.configuration = configuration
+        self.maskedURL = masked
+        self.logger = logger
+        do {
+            let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+            do {
+                try await Self.migrate(connection, logger: logger)
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+            self.connection = connection
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError(backend: .postgres, operation: "open", message: "\(masked): \(Self.describe(error))")
+        }
+    }
+
+    deinit {
+        // Dropped without close(): release the socket rather than leak it.
+        // The callback holds the connection until the channel is closed,
+        // which postgres-nio asserts before a connection is freed.
+        if let connection, !connection.isClosed { connection.close().whenComplete { _ in _ = connection } }
+    }
+
+    /// Parses a `postgres://` or `postgresql://` URL; the second value masks the password.
+    static func parse(_ url: String) throws(StoreError) -> (PostgresConnection.Configuration, String) {
+        func bad(_ why: String) -> StoreError {
+            StoreError(backend: .postgres, operation: "open", message: "bad URL (\(why)); expected postgres://user:password@host:port/database")
+        }
+        guard let c = URLComponents(string: url), let scheme = c.scheme, ["postgres", "postgresql"].contains(scheme) else {
+            throw bad("not a postgres:// URL")
+        }
+        guard let host = c.host, !host.isEmpty else { throw bad("no host") }
+        guard let user = c.user, !user.isEmpty else { throw bad("no user") }
+        let database = String(c.path.drop(while: { $0 == "/" }))
+        guard !database.isEmpty else { throw bad("no database") }
+        for item in c.queryItems ?? [] {
+            switch (item.name, item.value ?? "") {
+            case ("sslmode", "disable"): break
+            case ("sslmode", let mode): throw bad("sslmode=\(mode): TLS is not supported yet, use sslmode=disable")
+            default: throw bad("unknown parameter \(item.name)")
+            }
+        }
+        var masked = c
+        if c.password != nil { masked.password = "***" }
+        let configuration = PostgresConnection.Configuration(
+            host: host, port: c.port ?? 5432, username: user, password: c.password, database: database, tls: .disable)
+        return (configuration, masked.string ?? "postgres://\(host)")
+    }
+
+    /// The database's message for `error`: SQLSTATE and text, without the
+    /// detail line (which can quote row values).
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? PSQLError {
+            if let info = e.serverInfo, let message = info[.message] {
+                return "\(info[.sqlState].map { "SQLSTATE \($0): " } ?? "")\(message)"
+            }
+            return "\(e.code)" + (e.underlying.map { ": \($0)" } ?? "")
+        }
+        return "\(error)"
+    }
+
+    private static func migrate(_ connection: PostgresConnection, logger: Logger) async throws {
+        func run(_ sql: String) async throws { try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger) }
+        try await run("BEGIN")
+        do {
+            // Several instances may start at once: one migrates, the others wait.
+            try await run("SELECT pg_advisory_xact_lock(7365823100)")
+            try await run("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+            var current = 0
+            for try await (v) in try await connection.query("SELECT coalesce(max(version), 0) FROM schema_version", logger: logger)
+                .decode(Int32.self)
+            {
+                current = Int(v)
+            }
+            guard current <= Schema.version else {
+                throw StoreError(
+                    backend: .postgres, operation: "migrate",
+                    message: "schema version \(current) is newer than this program's \(Schema.version)")
+            }
+            var version = current + 1
+            while version <= Schema.version {
+                for statement in Schema.postgres[version - 1] { try await run(statement) }
+                try await run("INSERT INTO schema_version (version) VALUES (\(version))")
+                version += 1
+            }
+            try await run("COMMIT")
+        } catch {
+            try? await run("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// The open connection, reconnecting when the server dropped the last one.
+    private func liveConnection() async throws -> PostgresConnection {
+        if let connection, !connection.isClosed { return connection }
+        let id = nextConnectionID
+        nextConnectionID += 1
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
+        self.connection = connection
+        return connection
+    }
+
+    /// Runs `body` on a live connection, turning every failure into a ``StoreError``.
+    private func run<T>(_ operation: String, _ body: (PostgresWriter) async throws -> T) async throws(StoreError) -> T {
+        guard !isClosed else { throw StoreError(backend: .postgres, operation: operation, message: "store is closed") }
+        do {
+            return try await body(PostgresWriter(connection: try await liveConnection(), logger: logger))
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError(backend: .postgres, operation: operation, message: Self.describe(error))
+        }
+    }
+
+    /// Applies the batch in one transaction; rolls back on any error.
+    public func apply(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult {
+        if batch.isEmpty { return StoreBatchResult() }
+        return try await run("apply") { writer in
+            try await writer.execute("BEGIN")
+            do {
+                let result = try await applyBatch(batch, with: writer)
+                try await writer.execute("COMMIT")
+                return result
+            } catch {
+                try? await writer.execute("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    /// Stored consent states of `vins`, in one query.
+    public func consent(for vins: [VIN]) async throws(StoreError) -> [VIN: StoredConsent] {
+        try await run("consent") { try await $0.storedConsents(uniqued(vins)) }
+    }
+
+    /// The vehicle's technical state.
+    public func vehicleState(_ vin: VIN) async throws(StoreError) -> VehicleTechnicalState? {
+        try await run("vehicleState") { writer in
+            var binds = PostgresBindings()
+            binds.append(vin.description)
+            let rows = try await writer.query(
+                """
+                SELECT recorded_at_ms, sequence, mileage_km, battery_12v_mv, service_items::text, check_controls::text
+                FROM vehicle_states WHERE vin = $1
+                """, binds)
+            for try await (at, seq, mileage, battery, items, controls) in rows.decode((Int64, Int64, Int64, Int64, String, String).self) {
+                return VehicleTechnicalState(
+                    vin: vin, recordedAtMs: at, sequence: UInt64(bitPattern: seq), mileageKm: UInt32(truncatingIfNeeded: mileage),
+                    battery12vMv: UInt32(truncatingIfNeeded: battery), serviceItems: try TechnicalData.serviceItems(items),
+                    checkControls: try TechnicalData.checkControls(controls))
+            }
+            return nil
+        }
+    }
+
+    /// The vehicle's calls by sequence.
+    public func teleserviceCalls(_ vin: VIN) async throws(StoreError) -> [TeleserviceCallRecord] {
+        try await run("teleserviceCalls") { writer in
+            var binds = PostgresBindings()
+            binds.append(vin.description)
+            let rows = try await writer.query(
+                """
+                SELECT sequence, recorded_at_ms, trigger, mileage_km, battery_12v_mv, lat_e7, lon_e7,
+                       service_partner_id, in_workshop, service_items::text, check_controls::text
+                FROM teleservice_calls WHERE vin = $1 ORDER BY sequence
+                """, binds)
+            var calls: [TeleserviceCallRecord] = []
+            for try await row in rows {
+                let (seq, at, trigger, mileage, battery, lat, lon, partner, workshop, items, controls) = try row.decode(
+                    (Int64, Int64, Int32, Int64, Int64, Int32?, Int32?, String, Bool, String, String).self)
+                calls.append(TeleserviceCallRecord(
+                    vin: vin, sequence: UInt64(bitPattern: seq), recordedAtMs: at, trigger: trigger,
+                    mileageKm: UInt32(truncatingIfNeeded: mileage), battery12vMv: UInt32(truncatingIfNeeded: battery),
+                    position: lat.flatMap { lat in lon.map { Position(latE7: lat, lonE7: $0) } },
+                    servicePartnerID: partner, inWorkshop: workshop,
+                    serviceItems: try TechnicalData.serviceItems(items), checkControls: try TechnicalData.checkControls(controls)))
+            }
+            return calls
+        }
+    }
+
+    /// The vehicle's cases, oldest first.
+    public func maintenanceCases(_ vin: VIN, includeClosed: Bool) async throws(StoreError) -> [MaintenanceCase] {
+        try await run("maintenanceCases") { writer in
+            var binds = PostgresBindings()
+            binds.append(vin.description)
+            let filter = includeClosed ? "" : " AND state <> 'closed'"
+            return try await writer.cases(
+                "SELECT \(PostgresWriter.caseColumns) FROM maintenance_cases WHERE vin = $1\(filter) ORDER BY case_id", binds)
+        }
+    }
+
+    /// The vehicle's sessions by start time.
+    public func chargeSessions(_ vin: VIN) async throws(StoreError) -> [ChargeSessionRecord] {
+        try await run("chargeSessions") { writer in
+            var binds = PostgresBindings()
+            binds.append(vin.description)
+            let rows = try await writer.query(
+                """
+                SELECT session_id, sequence, recorded_at_ms, started_at_ms, ended_at_ms, soc_start_permille,
+                       soc_end_permille, energy_wh, max_power_w, current, site, end_reason, sealed_position, key_id
+                FROM charge_sessions WHERE vin = $1 ORDER BY started_at_ms, session_id
+                """, binds)
+            var sessions: [ChargeSessionRecord] = []
+            for try await row in rows {
+                let (id, seq, at, started, ended, socStart, socEnd, energy, power, current, site, reason, sealed, key) =
+                    try row.decode(
+                        (String, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int32, Int32, Int32, ByteBuffer?, String?).self)
+                sessions.append(ChargeSessionRecord(
+                    vin: vin, sessionID: id, sequence: UInt64(bitPattern: seq), recordedAtMs: at, startedAtMs: started,
+                    endedAtMs: ended, socStartPermille: UInt32(truncatingIfNeeded: socStart),
+                    socEndPermille: UInt32(truncatingIfNeeded: socEnd), energyWh: UInt32(truncatingIfNeeded: energy),
+                    maxPowerW: UInt32(truncatingIfNeeded: power), current: current, site: site, endReason: reason,
+                    sealedPosition: sealed.map { Array($0.readableBytesView) }, keyID: key))
+            }
+            return sessions
+        }
+    }
+
+    /// Aggregates of `tile` in the minute range, by minute.
+    public func trafficAggregates(tile: Int64, fromMinute: Int64, toMinute: Int64) async throws(StoreError) -> [TrafficAggregate] {
+        try await run("trafficAggregates") { writer in
+            var binds = PostgresBindings()
+            binds.append(tile)
+            binds.append(fromMinute)
+            binds.append(toMinute)
+            var histograms: [Int64: SpeedHistogram] = [:]
+            for try await (minute, bucket, count) in try await writer.query(
+                "SELECT minute_ms, bucket, point_count FROM traffic_speed_buckets WHERE tile = $1 AND minute_ms BETWEEN $2 AND $3",
+                binds
+            ).decode((Int64, Int32, Int64).self) {
+                histograms[minute, default: SpeedHistogram()].add(bucket: Int(bucket), count: Int(count))
+            }
+            var out: [TrafficAggregate] = []
+            for try await (minute, points, vehicles, sum) in try await writer.query(
+                """
+                SELECT minute_ms, point_count, vehicle_count, speed_sum_dkmh FROM traffic_aggregates
+                WHERE tile = $1 AND minute_ms BETWEEN $2 AND $3 ORDER BY minute_ms
+                """, binds
+            ).decode((Int64, Int64, Int64, Int64).self) {
+                out.append(TrafficAggregate(
+                    tile: tile, minuteMs: minute, pointCount: Int(points), vehicleCount: Int(vehicles), speedSumDkmh: sum,
+                    histogram: histograms[minute] ?? SpeedHistogram()))
+            }
+            return out
+        }
+    }
+
+    /// Raw probe points stored.
+    public func probePointCount() async throws(StoreError) -> Int {
+        try await run("probePointCount") { writer in
+            try await writer.count("SELECT count(*) FROM probe_points", PostgresBindings())
+        }
+    }
+
+    /// Row counts of every table, in one query.
+    public func stats() async throws(StoreError) -> StoreStats {
+        try await run("stats") { writer in
+            var s = StoreStats()
+            for try await row in try await writer.query(Schema.statsQuery, PostgresBindings()) {
+                let c = try row.decode((Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64).self)
+                s.consents = Int(c.0)
+                s.vehicleStates = Int(c.1)
+                s.teleserviceCalls = Int(c.2)
+                s.maintenanceCases = Int(c.3)
+                s.openMaintenanceCases = Int(c.4)
+                s.chargeSessions = Int(c.5)
+                s.probePoints = Int(c.6)
+                s.trafficAggregates = Int(c.7)
+                s.trafficVehicles = Int(c.8)
+                s.trafficSpeedBuckets = Int(c.9)
+            }
+            return s
+        }
+    }
+
+    /// Closes the connection; later calls fail with "store is closed".
+    public func close() async {
+        guard !isClosed else { return }
+        isClosed = true
+        if let connection, !connection.isClosed { try? await connection.close() }
+        connection = nil
+    }
+}
+
+/// The batched writes of ``BatchWriter`` in PostgreSQL's dialect: one
+/// statement per kind and step, the rows passed as arrays and unnested.
+struct PostgresWriter: BatchWriter {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    func execute(_ sql: String) async throws {
+        try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+    }
+
+    func query(_ sql: String, _ binds: PostgresBindings) async throws -> PostgresRowSequence {
+        try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
+    }
+
+    /// Runs a statement whose only row is one count.
+    func count(_ sql: String, _ binds: PostgresBindings) async throws -> Int {
+        var n = 0
+        for try await (c) in try await query(sql, binds).decode(Int64.self) { n = Int(c) }
+        return n
+    }
+
+    private static func seq(_ value: UInt64) -> Int64 { Int64(bitPattern: value) }
+
+    func storedConsents(_ vins: [VIN]) async throws -> [VIN: StoredConsent] {
+        var binds = PostgresBindings()
+        binds.append(vins.map(\.description))
+        var out: [VIN: StoredConsent] = [:]
+        for try await row in try await query(
+            """
+            SELECT vin, teleservices, smart_maintenance, charging_history, charging_location, rtti, account_deleted,
+                   recorded_at_ms, sequence FROM consents WHERE vin = ANY($1::text[])
+            """, binds)
+        {
+            let (vin, t, s, h, l, r, d, at, seq) = try row.decode((String, Bool, Bool, Bool, Bool, Bool, Bool, Int64, Int64).self)
+            guard let vin = VIN(vin) else { continue }
+            out[vin] = StoredConsent(
+                state: ConsentState(
+                    teleservices: t, smartMaintenance: s, chargingHistory: h, chargingLocation: l, rtti: r, accountDeleted: d),
+                recordedAtMs: at, sequence: UInt64(bitPattern: seq))
+        }
+        return out
+    }
+
+    func upsertConsents(_ changes: [ConsentChange]) async throws {
+        var binds = PostgresBindings()
+        binds.append(changes.map(\.vin.description))
+        binds.append(changes.map(\.state.teleservices))
+        binds.append(changes.map(\.state.smartMaintenance))
+        binds.append(changes.map(\.state.chargingHistory))
+        binds.append(changes.map(\.state.chargingLocation))
+        binds.append(changes.map(\.state.rtti))
+        binds.append(changes.map(\.state.accountDeleted))
+        binds.append(changes.map(\.recordedAtMs))
+        binds.append(changes.map { Self.seq($0.sequence) })
+        _ = try await query(
+            """
+            INSERT INTO consents (vin, teleservices, smart_maintenance, charging_history, charging_location, rtti,
+                                  account_deleted, recorded_at_ms, sequence)
+            SELECT * FROM UNNEST($1::text[], $2::boolean[], $3::boolean[], $4::boolean[], $5::boolean[], $6::boolean[],
+                                 $7::boolean[], $8::bigint[], $9::bigint[])
+            ON CONFLICT (vin) DO UPDATE SET
+                teleservices = excluded.teleservices, smart_maintenance = excluded.smart_maintenance,
+                charging_history = excluded.charging_history, charging_location = excluded.charging_location,
+                rtti = excluded.rtti, account_deleted = excluded.account_deleted,
+                recorded_at_ms = excluded.recorded_at_ms, sequence = excluded.sequence
+            WHERE (excluded.recorded_at_ms, excluded.sequence) > (consents.recorded_at_ms, consents.sequence)
+            """, binds).collect()
+    }
+
+    func deleteChargeSessions(_ vins: [VIN]) async throws -> Int {
+        var binds = PostgresBindings()
+        binds.append(vins.map(\.description))
+        return try await count(
+            "WITH d AS (DELETE FROM charge_sessions WHERE vin = ANY($1::text[]) RETURNING 1) SELECT count(*) FROM d", binds)
+    }
+
+    func insertCalls(_ calls: [TeleserviceCallRecord]) async throws -> Set<CallKey> {
+        var binds = PostgresBindings()
+        binds.append(calls.map(\.vin.description))
+        binds.append(calls.map { Self.seq($0.sequence) })
+        binds.append(calls.map(\.recordedAtMs))
+        binds.append(calls.map(\.trigger))
+        binds.append(calls.map { Int64($0.mileageKm) })
+        binds.append(calls.map { Int64($0.battery12vMv) })
+        binds.append(calls.map { $0.position != nil })
+        binds.append(calls.map { $0.position?.latE7 ?? 0 })
+        binds.append(calls.map { $0.position?.lonE7 ?? 0 })
+        binds.append(calls.map(\.servicePartnerID))
+        binds.append(calls.map(\.inWorkshop))
+        binds.append(calls.map { TechnicalData.json($0.serviceItems) })
+        binds.append(calls.map { TechnicalData.json($0.checkControls) })
+        var keys: Set<CallKey> = []
+        for try await (vin, seq) in try await query(
+            """
+            INSERT INTO teleservice_calls (vin, sequence, recorded_at_ms, trigger, mileage_km, battery_12v_mv,
+                lat_e7, lon_e7, service_partner_id, in_workshop, service_items, check_controls)
+            SELECT u.vin, u.seq, u.at, u.trigger, u.mileage, u.battery,
+                   CASE WHEN u.has_position THEN u.lat END, CASE WHEN u.has_position THEN u.lon END,
+                   u.partner, u.workshop, u.items::jsonb, u.controls::jsonb
+            FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::integer[], $5::bigint[], $6::bigint[],
+                        $7::boolean[], $8::integer[], $9::integer[], $10::text[], $11::boolean[], $12::text[], $13::text[])
+                AS u(vin, seq, at, trigger, mileage, battery, has_position, lat, lon, partner, workshop, items, controls)
+            ON CONFLICT DO NOTHING RETURNING vin, sequence
+            """, binds
+        ).decode((String, Int64).self) {
+            if let vin = VIN(vin) { keys.insert(CallKey(vin: vin, sequence: UInt64(bitPattern: seq))) }
+        }
+        return keys
+    }
+
+    func upsertVehicleStates(_ calls: [TeleserviceCallRecord]) async throws -> Int {
+        var binds = PostgresBindings()
+        binds.append(calls.map(\.vin.description))
+        binds.append(calls.map(\.recordedAtMs))
+        binds.append(calls.map { Self.seq($0.sequence) })
+        binds.append(calls.map { Int64($0.mileageKm) })
+        binds.append(calls.map { Int64($0.battery12vMv) })
+        binds.append(calls.map { TechnicalData.json($0.serviceItems) })
+        binds.append(calls.map { TechnicalData.json($0.checkControls) })
+        return try await count(
+            """
+            WITH changed AS (
+                INSERT INTO vehicle_states (vin, recorded_at_ms, sequence, mileage_km, battery_12v_mv, service_items,
+                                            check_controls)
+                SELECT u.vin, u.at, u.seq, u.mileage, u.battery, u.items::jsonb, u.controls::jsonb
+                FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[])
+                    AS u(vin, at, seq, mileage, battery, items, controls)
+                ON CONFLICT (vin) DO UPDATE SET
+                    recorded_at_ms = excluded.recorded_at_ms, sequence = excluded.sequence,
+                    mileage_km = excluded.mileage_km, battery_12v_mv = excluded.battery_12v_mv,
+                    service_items = excluded.service_items, check_controls = excluded.check_controls
+                WHERE (excluded.recorded_at_ms, excluded.sequence) > (vehicle_states.recorded_at_ms, vehicle_states.sequence)
+                RETURNING 1)
+            SELECT count(*) FROM changed
+            """, binds)
+    }
+
+    static let caseColumns = """
+        case_id, vin, need, state, service_partner_id, opened_at_ms, updated_at_ms, closed_at_ms, last_sequence,
+        notifications
+        """
+
+    func cases(_ sql: String, _ binds: PostgresBindings) async throws -> [MaintenanceCase] {
+        var out: [MaintenanceCase] = []
+        for try await row in try await query(sql, binds) {
+            let (id, vin, need, state, partner, opened, updated, closed, seq, notifications) = try row.decode(
+                (Int64, String, String, String, String, Int64, Int64?, Int64?, Int64, Int32).self)
+            guard let vin = VIN(vin), let need = MaintenanceNeed(key: need), let state = CaseState(rawValue: state) else {
+                throw StoreError(backend: .postgres, operation: "read case", message: "unreadable maintenance case \(id)")
+            }
+            out.append(MaintenanceCase(
+                id: id, vin: vin, need: need, state: state, servicePartnerID: partner, openedAtMs: opened,
+                updatedAtMs: updated, closedAtMs: closed, lastSequence: UInt64(bitPattern: seq),
+                notifications: Int(notifications)))
+        }
+        return out
+    }
+
+    func openCases(_ vins: [VIN]) async throws -> [MaintenanceCase] {
+        var binds = PostgresBindings()
+        binds.append(vins.map(\.description))
+        // FOR UPDATE: another instance handling the same vehicle (during a
+        // partition rebalance) waits instead of computing from stale cases.
+        return try await cases(
+            """
+            SELECT \(Self.caseColumns) FROM maintenance_cases
+            WHERE state <> 'closed' AND vin = ANY($1::text[]) ORDER BY case_id FOR UPDATE
+            """, binds)
+    }
+
+    func updateCases(_ cases: [MaintenanceCase]) async throws {
+        var binds = PostgresBindings()
+        binds.append(cases.map { $0.id ?? 0 })
+        binds.append(cases.map(\.state.rawValue))
+        binds.append(cases.map(\.servicePartnerID))
+        binds.append(cases.map { $0.updatedAtMs != nil })
+        binds.append(cases.map { $0.updatedAtMs ?? 0 })
+        binds.append(cases.map { $0.closedAtMs != nil })
+        binds.append(cases.map { $0.closedAtMs ?? 0 })
+        binds.append(cases.map { Self.seq($0.lastSequence) })
+        binds.append(cases.map { Int32(clamping: $0.notifications) })
+        _ = try await query(
+            """
+            UPDATE maintenance_cases AS m SET state = u.state, service_partner_id = u.partner,
+                updated_at_ms = CASE WHEN u.has_updated THEN u.updated END,
+                closed_at_ms = CASE WHEN u.has_closed THEN u.closed END,
+                last_sequence = u.seq, notifications = u.notifications
+            FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::boolean[], $5::bigint[], $6::boolean[], $7::bigint[],
+                        $8::bigint[], $9::integer[])
+                AS u(id, state, partner, has_updated, updated, has_closed, closed, seq, notifications)
+            WHERE m.case_id = u.id
+            """, binds).collect()
+    }
+
+    func insertCases(_ cases: [MaintenanceCase]) async throws {
+        var binds = PostgresBindings()
+        binds.append(cases.map(\.vin.description))
+        binds.append(cases.map(\.need.key))
+        binds.append(cases.map(\.state.rawValue))
+        binds.append(cases.map(\.servicePartnerID))
+        binds.append(cases.map(\.openedAtMs))
+        binds.append(cases.map { $0.updatedAtMs != nil })
+        binds.append(cases.map { $0.updatedAtMs ?? 0 })
+        binds.append(cases.map { $0.closedAtMs != nil })
+        binds.append(cases.map { $0.closedAtMs ?? 0 })
+        binds.append(cases.map { Self.seq($0.lastSequence) })
+        binds.append(cases.map { Int32(clamping: $0.notifications) })
+        _ = try await query(
+            """
+            INSERT INTO maintenance_cases (vin, need, state, service_partner_id, opened_at_ms, updated_at_ms,
+                closed_at_ms, last_sequence, notifications)
+            SELECT u.vin, u.need, u.state, u.partner, u.opened, CASE WHEN u.has_updated THEN u.updated END,
+                   CASE WHEN u.has_closed THEN u.closed END, u.seq, u.notifications
+            FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::boolean[], $7::bigint[],
+                        $8::boolean[], $9::bigint[], $10::bigint[], $11::integer[])
+                AS u(vin, need, state, partner, opened, has_updated, updated, has_closed, closed, seq, notifications)
+            """, binds).collect()
+    }
+
+    func insertChargeSessions(_ sessions: [ChargeSessionRecord]) async throws -> Int {
+        var binds = PostgresBindings()
+        binds.append(sessions.map(\.vin.description))
+        binds.append(sessions.map(\.sessionID))
+        binds.append(sessions.map { Self.seq($0.sequence) })
+        binds.append(sessions.map(\.recordedAtMs))
+        binds.append(sessions.map(\.startedAtMs))
+        binds.append(sessions.map(\.endedAtMs))
+        binds.append(sessions.map { Int64($0.socStartPermille) })
+        binds.append(sessions.map { Int64($0.socEndPermille) })
+        binds.append(sessions.map { Int64($0.energyWh) })
+        binds.append(sessions.map { Int64($0.maxPowerW) })
+        binds.append(sessions.map(\.current))
+        binds.append(sessions.map(\.site))
+        binds.append(sessions.map(\.endReason))
+        binds.append(sessions.map { $0.sealedPosition != nil })
+        binds.append(sessions.map { ByteBuffer(bytes: $0.sealedPosition ?? []) })
+        binds.append(sessions.map { $0.keyID != nil })
+        binds.append(sessions.map { $0.keyID ?? "" })
+        return try await count(
+            """
+            WITH inserted AS (
+                INSERT INTO charge_sessions (vin, session_id, sequence, recorded_at_ms, started_at_ms, ended_at_ms,
+                    soc_start_permille, soc_end_permille, energy_wh, max_power_w, current, site, end_reason,
+                    sealed_position, key_id)
+                SELECT u.vin, u.id, u.seq, u.at, u.started, u.ended, u.soc_start, u.soc_end, u.energy, u.power,
+                       u.current, u.site, u.reason, CASE WHEN u.has_sealed THEN u.sealed END,
+                       CASE WHEN u.has_key THEN u.key END
+                FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],
+                            $8::bigint[], $9::bigint[], $10::bigint[], $11::integer[], $12::integer[], $13::integer[],
+                            $14::boolean[], $15::bytea[], $16::boolean[], $17::text[])
+                    AS u(vin, id, seq, at, started, ended, soc_start, soc_end, energy, power, current, site, reason,
+                         has_sealed, sealed, has_key, key)
+                ON CONFLICT DO NOTHING RETURNING 1)
+            SELECT count(*) FROM inserted
+            """, binds)
+    }
+
+    func insertProbePoints(_ points: [ProbePoint]) async throws -> Set<PointKey> {
+        var binds = PostgresBindings()
+        binds.append(points.map(\.pseudonym))
+        binds.append(points.map { Self.seq($0.sequence) })
+        binds.append(points.map { Int32(truncatingIfNeeded: $0.pointIndex) })
+        binds.append(points.map(\.tMs))
+        binds.append(points.map(\.latE7))
+        binds.append(points.map(\.lonE7))
+        binds.append(points.map { Int64($0.speedDkmh) })
+        binds.append(points.map { Int64($0.headingDeg) })
+        binds.append(points.map(\.tile))
+        var keys: Set<PointKey> = []
+        keys.reserveCapacity(points.count)
+        for try await (pseudonym, seq, index) in try await query(
+            """
+            INSERT INTO probe_points (pseudonym, sequence, point_index, t_ms, lat_e7, lon_e7, speed_dkmh, heading_deg, tile)
+            SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::integer[], $4::bigint[], $5::integer[], $6::integer[],
+                                 $7::bigint[], $8::bigint[], $9::bigint[])
+            ON CONFLICT DO NOTHING RETURNING pseudonym, sequence, point_index
+            """, binds
+        ).decode((String, Int64, Int32).self) {
+            keys.insert(PointKey(pseudonym: pseudonym, sequence: UInt64(bitPattern: seq), pointIndex: Int(index)))
+        }
+        return keys
+    }
+
+    func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key] {
+        var binds = PostgresBindings()
+        binds.append(memberships.map(\.key.tile))
+        binds.append(memberships.map(\.key.minuteMs))
+        binds.append(memberships.map(\.pseudonym))
+        var out: [TrafficDelta.Key] = []
+        for try await (tile, minute) in try await query(
+            """
+            INSERT INTO traffic_vehicles (tile, minute_ms, pseudonym)
+            SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[])
+            ON CONFLICT DO NOTHING RETURNING tile, minute_ms
+            """, binds
+        ).decode((Int64, Int64).self) {
+            out.append(TrafficDelta.Key(tile: tile, minuteMs: minute))
+        }
+        return out
+    }
+
+    func addToAggregates(_ sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) async throws {
+        var binds = PostgresBindings()
+        binds.append(sums.map(\.0.tile))
+        binds.append(sums.map(\.0.minuteMs))
+        binds.append(sums.map { Int64($0.1.points) })
+        binds.append(sums.map { Int64($0.1.vehicles) })
+        binds.append(sums.map(\.1.speedSumDkmh))
+        _ = try await query(
+            """
+            INSERT INTO traffic_aggregates (tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh)
+            SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+            ON CONFLICT (tile, minute_ms) DO UPDATE SET
+                point_count = traffic_aggregates.point_count + excluded.point_count,
+                vehicle_count = traffic_aggregates.vehicle_count + excluded.vehicle_count,
+                speed_sum_dkmh = traffic_aggregates.speed_sum_dkmh + excluded.speed_sum_dkmh
+            """, binds).collect()
+    }
+
+    func addToBuckets(_ buckets: [(TrafficDelta.BucketKey, Int)]) async throws {
+        var binds = PostgresBindings()
+        binds.append(buckets.map(\.0.key.tile))
+        binds.append(buckets.map(\.0.key.minuteMs))
+        binds.append(buckets.map { Int32($0.0.bucket) })
+        binds.append(buckets.map { Int64($0.1) })
+        _ = try await query(
+            """
+            INSERT INTO traffic_speed_buckets (tile, minute_ms, bucket, point_count)
+            SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::integer[], $4::bigint[])
+            ON CONFLICT (tile, minute_ms, bucket) DO UPDATE SET
+                point_count = traffic_speed_buckets.point_count + excluded.point_count
+            """, binds).collect()
+    }
+}

@@ -1,0 +1,566 @@
+import Foundation
+import Logging
+import NIOCore
+import SQLiteNIO
+import TelematicsWire
+
+/// The store in one SQLite database file in a data directory: for a single
+/// pipeline instance, development and tests.
+///
+/// WAL journal with `synchronous=NORMAL`: a commit is one append to the WAL,
+/// durable across a process crash (the OS still has it), and readers never
+/// block the writer. Each ``apply(_:)`` is one `BEGIN IMMEDIATE ... COMMIT`
+/// transaction. sqlite-nio prepares every statement anew and offers no
+/// statement handles to reuse, so the writes are multi-row
+/// `INSERT ... VALUES (...), (...) ... RETURNING` statements of up to a few
+/// hundred rows each: a batch of 10,000 rows is a few dozen statements,
+/// not 10,000. The actor serialises all work on the one connection.
+public actor SQLiteStore: TelematicsStore {
+    /// The database file's name inside the data directory.
+    public static let fileName = "telematics.sqlite"
+
+    /// Always ``StoreBackend/sqlite``.
+    public nonisolated let backend = StoreBackend.sqlite
+    /// The data directory.
+    public nonisolated let directory: String
+    private let connection: SQLiteConnection
+    private var isClosed = false
+
+    /// Opens (creating as needed) the store in `directory`: creates the
+    /// directory, the database file and the schema, or migrates an older
+    /// schema. Fails with a ``StoreError`` naming the directory when it cannot
+    /// be created or written.
+    public init(directory: String, logger: Logger = Logger(label: "telematics.stores.sqlite")) async throws(StoreError) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw StoreError(backend: .sqlite, operation: "open", message: "data directory \(directory) exists but is not a directory")
+            }
+        } else {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                throw StoreError(backend: .sqlite, operation: "open", message: "cannot create data directory \(directory): \(error.localizedDescription)")
+            }
+        }
+        // access(2) answers for the real user, so it also catches a
+        // read-only mount where root's permission bits would not.
+        guard access(directory, W_OK) == 0 else {
+            throw StoreError(backend: .sqlite, operation: "open", message: "data directory \(directory) is not writable: \(String(cString: strerror(errno)))")
+        }
+        let path = (directory as NSString).appendingPathComponent(Self.fileName)
+        let connection: SQLiteConnection
+        do {
+            connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        } catch {
+            throw StoreError(backend: .sqlite, operation: "open", message: "cannot open \(path): \(error)")
+        }
+        do {
+            let mode = try await connection.query("PRAGMA journal_mode=WAL").first?.columns.first?.data.string
+            guard mode?.lowercased() == "wal" else {
+                throw StoreError(backend: .sqlite, operation: "open", message: "\(path): journal_mode=WAL refused (got \(mode ?? "nothing"))")
+            }
+            _ = try await connection.query("PRAGMA synchronous=NORMAL")
+            try await Self.migrate(connection)
+        } catch {
+            try? await connection.close()
+            if let error = error as? StoreError { throw error }
+            throw StoreError(backend: .sqlite, operation: "migrate", message: "\(path): \(error)")
+        }
+        self.directory = directory
+        self.connection = connection
+    }
+
+    deinit {
+        // A store dropped without close() must not leave sqlite-nio's handle
+        // open (its deinit asserts); the future keeps the connection alive.
+        if !isClosed { _ = connection.close() }
+    }
+
+    private static func migrate(_ connection: SQLiteConnection) async throws {
+        _ = try await connection.query("BEGIN IMMEDIATE")
+        do {
+            _ = try await connection.query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            let current = try await connection.query("SELECT max(version) AS v FROM schema_version")
+                .first?.column("v")?.integer ?? 0
+            guard current <= Schema.version else {
+                throw StoreError(
+                    backend: .sqlite, operation: "migrate",
+                    message: "schema version \(current) is newer than this program's \(Schema.version)")
+            }
+            for version in (current + 1)...max(current + 1, Schema.version) where version <= Schema.version {
+                for statement in Schema.sqlite[version - 1] { _ = try await connection.query(statement) }
+                _ = try await connection.query("INSERT INTO schema_version (version) VALUES (?)", [.integer(version)])
+            }
+            _ = try await connection.query("COMMIT")
+        } catch {
+            _ = try? await connection.query("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Runs `body` on the open connection, turning every failure into a ``StoreError``.
+    private func run<T>(_ operation: String, _ body: (SQLiteConnection) async throws -> T) async throws(StoreError) -> T {
+        guard !isClosed else { throw StoreError(backend: .sqlite, operation: operation, message: "store is closed") }
+        do {
+            return try await body(connection)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError(backend: .sqlite, operation: operation, message: "\(error)")
+        }
+    }
+
+    /// Applies the batch in one `BEGIN IMMEDIATE ... COMMIT`; rolls back on any error.
+    public func apply(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult {
+        if batch.isEmpty { return StoreBatchResult() }
+        return try await run("apply") { connection in
+            _ = try await connection.query("BEGIN IMMEDIATE")
+            do {
+                let result = try await applyBatch(batch, with: SQLiteWriter(connection: connection))
+                _ = try await connection.query("COMMIT")
+                return result
+            } catch {
+                _ = try? await connection.query("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    /// Stored consent states of `vins`, in one query per 500 VINs.
+    public func consent(for vins: [VIN]) async throws(StoreError) -> [VIN: StoredConsent] {
+        try await run("consent") { try await SQLiteWriter(connection: $0).storedConsents(uniqued(vins)) }
+    }
+
+    /// The vehicle's technical state.
+    public func vehicleState(_ vin: VIN) async throws(StoreError) -> VehicleTechnicalState? {
+        try await run("vehicleState") { connection in
+            guard let row = try await connection.query(
+                """
+                SELECT recorded_at_ms, sequence, mileage_km, battery_12v_mv, service_items, check_controls
+                FROM vehicle_states WHERE vin = ?
+                """, [.text(vin.description)]).first
+            else { return nil }
+            let r = SQLiteRowReader(row)
+            return VehicleTechnicalState(
+                vin: vin, recordedAtMs: try r.int64(0), sequence: try r.uint64(1), mileageKm: try r.uint32(2),
+                battery12vMv: try r.uint32(3), serviceItems: try TechnicalData.serviceItems(try r.text(4)),
+                checkControls: try TechnicalData.checkControls(try r.text(5)))
+        }
+    }
+
+    /// The vehicle's calls by sequence.
+    public func teleserviceCalls(_ vin: VIN) async throws(StoreError) -> [TeleserviceCallRecord] {
+        try await run("teleserviceCalls") { connection in
+            try await connection.query(
+                """
+                SELECT sequence, recorded_at_ms, trigger, mileage_km, battery_12v_mv, lat_e7, lon_e7,
+                       service_partner_id, in_workshop, service_items, check_controls
+                FROM teleservice_calls WHERE vin = ? ORDER BY sequence
+                """, [.text(vin.description)]
+            ).map { row in
+                let r = SQLiteRowReader(row)
+                let position: Position? = r.isNull(5) ? nil : Position(latE7: try r.int32(5), lonE7: try r.int32(6))
+                return TeleserviceCallRecord(
+                    vin: vin, sequence: try r.uint64(0), recordedAtMs: try r.int64(1), trigger: try r.int32(2),
+                    mileageKm: try r.uint32(3), battery12vMv: try r.uint32(4), position: position,
+                    servicePartnerID: try r.text(7), inWorkshop: try r.int64(8) != 0,
+                    serviceItems: try TechnicalData.serviceItems(try r.text(9)),
+                    checkControls: try TechnicalData.checkControls(try r.text(10)))
+            }
+        }
+    }
+
+    /// The vehicle's cases, oldest first.
+    public func maintenanceCases(_ vin: VIN, includeClosed: Bool) async throws(StoreError) -> [MaintenanceCase] {
+        try await run("maintenanceCases") { connection in
+            let filter = includeClosed ? "" : " AND state <> 'closed'"
+            return try await connection.query(
+                "SELECT \(SQLiteWriter.caseColumns) FROM maintenance_cases WHERE vin = ?\(filter) ORDER BY case_id",
+                [.text(vin.description)]
+            ).map(SQLiteWriter.maintenanceCase)
+        }
+    }
+
+    /// The vehicle's sessions by start time.
+    public func chargeSessions(_ vin: VIN) async throws(StoreError) -> [ChargeSessionRecord] {
+        try await run("chargeSessions") { connection in
+            try await connection.query(
+                """
+                SELECT session_id, sequence, recorded_at_ms, started_at_ms, ended_at_ms, soc_start_permille,
+                       soc_end_permille, energy_wh, max_power_w, current, site, end_reason, sealed_position, key_id
+                FROM charge_sessions WHERE vin = ? ORDER BY started_at_ms, session_id
+                """, [.text(vin.description)]
+            ).map { row in
+                let r = SQLiteRowReader(row)
+                return ChargeSessionRecord(
+                    vin: vin, sessionID: try r.text(0), sequence: try r.uint64(1), recordedAtMs: try r.int64(2),
+                    startedAtMs: try r.int64(3), endedAtMs: try r.int64(4), socStartPermille: try r.uint32(5),
+                    socEndPermille: try r.uint32(6), energyWh: try r.uint32(7), maxPowerW: try r.uint32(8),
+                    current: try r.int32(9), site: try r.int32(10), endReason: try r.int32(11),
+                    sealedPosition: r.isNull(12) ? nil : try r.bytes(12), keyID: r.isNull(13) ? nil : try r.text(13))
+            }
+        }
+    }
+
+    /// Aggregates of `tile` in the minute range, by minute.
+    public func trafficAggregates(tile: Int64, fromMinute: Int64, toMinute: Int64) async throws(StoreError) -> [TrafficAggregate] {
+        try await run("trafficAggregates") { connection in
+            let binds: [SQLiteData] = [.integer(Int(tile)), .integer(Int(fromMinute)), .integer(Int(toMinute))]
+            var histograms: [Int64: SpeedHistogram] = [:]
+            for row in try await connection.query(
+                "SELECT minute_ms, bucket, point_count FROM traffic_speed_buckets WHERE tile = ? AND minute_ms BETWEEN ? AND ?",
+                binds)
+            {
+                let r = SQLiteRowReader(row)
+                histograms[try r.int64(0), default: SpeedHistogram()].add(bucket: Int(try r.int64(1)), count: Int(try r.int64(2)))
+            }
+            return try await connection.query(
+                """
+                SELECT minute_ms, point_count, vehicle_count, speed_sum_dkmh FROM traffic_aggregates
+                WHERE tile = ? AND minute_ms BETWEEN ? AND ? ORDER BY minute_ms
+                """, binds
+            ).map { row in
+                let r = SQLiteRowReader(row)
+                let minute = try r.int64(0)
+                return TrafficAggregate(
+                    tile: tile, minuteMs: minute, pointCount: Int(try r.int64(1)), vehicleCount: Int(try r.int64(2)),
+                    speedSumDkmh: try r.int64(3), histogram: histograms[minute] ?? SpeedHistogram())
+            }
+        }
+    }
+
+    /// Raw probe points stored.
+    public func probePointCount() async throws(StoreError) -> Int {
+        try await run("probePointCount") { connection in
+            Int(try SQLiteRowReader(try await connection.query("SELECT count(*) FROM probe_points")[0]).int64(0))
+        }
+    }
+
+    /// Row counts of every table, in one query.
+    public func stats() async throws(StoreError) -> StoreStats {
+        try await run("stats") { connection in
+            let r = SQLiteRowReader(try await connection.query(Schema.statsQuery)[0])
+            var s = StoreStats()
+            s.consents = Int(try r.int64(0))
+            s.vehicleStates = Int(try r.int64(1))
+            s.teleserviceCalls = Int(try r.int64(2))
+            s.maintenanceCases = Int(try r.int64(3))
+            s.openMaintenanceCases = Int(try r.int64(4))
+            s.chargeSessions = Int(try r.int64(5))
+            s.probePoints = Int(try r.int64(6))
+            s.trafficAggregates = Int(try r.int64(7))
+            s.trafficVehicles = Int(try r.int64(8))
+            s.trafficSpeedBuckets = Int(try r.int64(9))
+            return s
+        }
+    }
+
+    /// Closes the database; later calls fail with "store is closed".
+    public func close() async {
+        guard !isClosed else { return }
+        isClosed = true
+        try? await connection.close()
+    }
+}
+
+/// Reads columns of a row by position, failing with a message instead of
+/// trapping on a type the schema does not allow.
+struct SQLiteRowReader {
+    let columns: [SQLiteColumn]
+    init(_ row: SQLiteRow) { columns = row.columns }
+
+    struct Mismatch: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private func data(_ i: Int) throws -> SQLiteData {
+        guard columns.indices.contains(i) else { throw Mismatch(description: "no column \(i)") }
+        return columns[i].data
+    }
+    func isNull(_ i: Int) -> Bool { (try? data(i))?.isNull ?? true }
+    func int64(_ i: Int) throws -> Int64 {
+        guard case .integer(let v) = try data(i) else { throw Mismatch(description: "column \(columns[i].name) is not an integer") }
+        return Int64(v)
+    }
+    func uint64(_ i: Int) throws -> UInt64 { UInt64(bitPattern: try int64(i)) }
+    func int32(_ i: Int) throws -> Int32 {
+        guard let v = Int32(exactly: try int64(i)) else { throw Mismatch(description: "column \(columns[i].name) out of range") }
+        return v
+    }
+    func uint32(_ i: Int) throws -> UInt32 {
+        guard let v = UInt32(exactly: try int64(i)) else { throw Mismatch(description: "column \(columns[i].name) out of range") }
+        return v
+    }
+    func text(_ i: Int) throws -> String {
+        guard case .text(let v) = try data(i) else { throw Mismatch(description: "column \(columns[i].name) is not text") }
+        return v
+    }
+    func bytes(_ i: Int) throws -> [UInt8] {
+        switch try data(i) {
+        case .blob(let b): return Array(b.readableBytesView)
+        case .null: return []
+        default: throw Mismatch(description: "column \(columns[i].name) is not a blob")
+        }
+    }
+}
+
+extension SQLiteData {
+    /// An integer column value; u64 by bit pattern (SQLite integers are i64).
+    static func int(_ value: some BinaryInteger) -> SQLiteData { .integer(Int(truncatingIfNeeded: value)) }
+    static func seq(_ value: UInt64) -> SQLiteData { .integer(Int(Int64(bitPattern: value))) }
+    static func bool(_ value: Bool) -> SQLiteData { .integer(value ? 1 : 0) }
+    static func vin(_ value: VIN) -> SQLiteData { .text(value.description) }
+    static func optionalInt(_ value: (some BinaryInteger)?) -> SQLiteData { value.map { .int($0) } ?? .null }
+}
+
+/// The batched writes of ``BatchWriter`` in SQLite's dialect.
+struct SQLiteWriter: BatchWriter {
+    let connection: SQLiteConnection
+
+    /// Rows per multi-row statement: far below SQLite's 32,766 bound
+    /// parameters, large enough that a 10,000-row batch is a few dozen statements.
+    static let rowsPerStatement = 500
+
+    /// Runs `sql(n)` (a statement for n rows) over `rows` in chunks, collecting the returned rows.
+    private func chunked(
+        _ rows: [[SQLiteData]], _ sql: (Int) -> String
+    ) async throws -> [SQLiteRow] {
+        guard let width = rows.first?.count, width > 0 else { return [] }
+        let perStatement = max(1, min(Self.rowsPerStatement, 32_000 / width))
+        var out: [SQLiteRow] = []
+        var start = 0
+        while start < rows.count {
+            let end = min(start + perStatement, rows.count)
+            var binds: [SQLiteData] = []
+            binds.reserveCapacity((end - start) * width)
+            for row in rows[start..<end] { binds.append(contentsOf: row) }
+            out += try await connection.query(sql(end - start), binds)
+            start = end
+        }
+        return out
+    }
+
+    /// "(?,?,?),(?,?,?)" for `rows` rows of `width` columns.
+    private static func values(_ rows: Int, _ width: Int) -> String {
+        let one = "(" + Array(repeating: "?", count: width).joined(separator: ",") + ")"
+        return Array(repeating: one, count: rows).joined(separator: ",")
+    }
+
+    private func inList(_ vins: [VIN], _ sql: (String) -> String) async throws -> [SQLiteRow] {
+        try await chunked(vins.map { [.vin($0)] }) { n in sql(Array(repeating: "?", count: n).joined(separator: ",")) }
+    }
+
+    func storedConsents(_ vins: [VIN]) async throws -> [VIN: StoredConsent] {
+        let rows = try await inList(vins) {
+            """
+            SELECT vin, teleservices, smart_maintenance, charging_history, charging_location, rtti,
+                   account_deleted, recorded_at_ms, sequence FROM consents WHERE vin IN (\($0))
+            """
+        }
+        var out: [VIN: StoredConsent] = [:]
+        for row in rows {
+            let r = SQLiteRowReader(row)
+            guard let vin = VIN(try r.text(0)) else { continue }
+            out[vin] = StoredConsent(
+                state: ConsentState(
+                    teleservices: try r.int64(1) != 0, smartMaintenance: try r.int64(2) != 0,
+                    chargingHistory: try r.int64(3) != 0, chargingLocation: try r.int64(4) != 0,
+                    rtti: try r.int64(5) != 0, accountDeleted: try r.int64(6) != 0),
+                recordedAtMs: try r.int64(7), sequence: try r.uint64(8))
+        }
+        return out
+    }
+
+    func upsertConsents(_ changes: [ConsentChange]) async throws {
+        _ = try await chunked(changes.map {
+            [.vin($0.vin), .bool($0.state.teleservices), .bool($0.state.smartMaintenance), .bool($0.state.chargingHistory),
+             .bool($0.state.chargingLocation), .bool($0.state.rtti), .bool($0.state.accountDeleted),
+             .int($0.recordedAtMs), .seq($0.sequence)]
+        }) {
+            """
+            INSERT INTO consents (vin, teleservices, smart_maintenance, charging_history, charging_location, rtti,
+                                  account_deleted, recorded_at_ms, sequence)
+            VALUES \(Self.values($0, 9))
+            ON CONFLICT (vin) DO UPDATE SET
+                teleservices = excluded.teleservices, smart_maintenance = excluded.smart_maintenance,
+                charging_history = excluded.charging_history, charging_location = excluded.charging_location,
+                rtti = excluded.rtti, account_deleted = excluded.account_deleted,
+                recorded_at_ms = excluded.recorded_at_ms, sequence = excluded.sequence
+            WHERE (excluded.recorded_at_ms, excluded.sequence) > (consents.recorded_at_ms, consents.sequence)
+            """
+        }
+    }
+
+    func deleteChargeSessions(_ vins: [VIN]) async throws -> Int {
+        try await inList(vins) { "DELETE FROM charge_sessions WHERE vin IN (\($0)) RETURNING vin" }.count
+    }
+
+    func insertCalls(_ calls: [TeleserviceCallRecord]) async throws -> Set<CallKey> {
+        let rows = try await chunked(calls.map { c -> [SQLiteData] in
+            [.vin(c.vin), .seq(c.sequence), .int(c.recordedAtMs), .int(c.trigger), .int(c.mileageKm),
+             .int(c.battery12vMv), .optionalInt(c.position?.latE7), .optionalInt(c.position?.lonE7),
+             .text(c.servicePartnerID), .bool(c.inWorkshop), .text(TechnicalData.json(c.serviceItems)),
+             .text(TechnicalData.json(c.checkControls))]
+        }) {
+            """
+            INSERT INTO teleservice_calls (vin, sequence, recorded_at_ms, trigger, mileage_km, battery_12v_mv,
+                lat_e7, lon_e7, service_partner_id, in_workshop, service_items, check_controls)
+            VALUES \(Self.values($0, 12)) ON CONFLICT DO NOTHING RETURNING vin, sequence
+            """
+        }
+        var keys: Set<CallKey> = []
+        for row in rows {
+            let r = SQLiteRowReader(row)
+            if let vin = VIN(try r.text(0)) { keys.insert(CallKey(vin: vin, sequence: try r.uint64(1))) }
+        }
+        return keys
+    }
+
+    func upsertVehicleStates(_ calls: [TeleserviceCallRecord]) async throws -> Int {
+        try await chunked(calls.map {
+            [.vin($0.vin), .int($0.recordedAtMs), .seq($0.sequence), .int($0.mileageKm), .int($0.battery12vMv),
+             .text(TechnicalData.json($0.serviceItems)), .text(TechnicalData.json($0.checkControls))]
+        }) {
+            """
+            INSERT INTO vehicle_states (vin, recorded_at_ms, sequence, mileage_km, battery_12v_mv, service_items,
+                                        check_controls)
+            VALUES \(Self.values($0, 7))
+            ON CONFLICT (vin) DO UPDATE SET
+                recorded_at_ms = excluded.recorded_at_ms, sequence = excluded.sequence,
+                mileage_km = excluded.mileage_km, battery_12v_mv = excluded.battery_12v_mv,
+                service_items = excluded.service_items, check_controls = excluded.check_controls
+            WHERE (excluded.recorded_at_ms, excluded.sequence) > (vehicle_states.recorded_at_ms, vehicle_states.sequence)
+            RETURNING vin
+            """
+        }.count
+    }
+
+    static let caseColumns = """
+        case_id, vin, need, state, service_partner_id, opened_at_ms, updated_at_ms, closed_at_ms, last_sequence,
+        notifications
+        """
+
+    @Sendable static func maintenanceCase(_ row: SQLiteRow) throws -> MaintenanceCase {
+        let r = SQLiteRowReader(row)
+        let vinText = try r.text(1), needKey = try r.text(2), stateText = try r.text(3)
+        guard let vin = VIN(vinText), let need = MaintenanceNeed(key: needKey), let state = CaseState(rawValue: stateText) else {
+            throw SQLiteRowReader.Mismatch(description: "unreadable maintenance case \(try r.int64(0))")
+        }
+        return MaintenanceCase(
+            id: try r.int64(0), vin: vin, need: need, state: state, servicePartnerID: try r.text(4),
+            openedAtMs: try r.int64(5), updatedAtMs: r.isNull(6) ? nil : try r.int64(6),
+            closedAtMs: r.isNull(7) ? nil : try r.int64(7), lastSequence: try r.uint64(8),
+            notifications: Int(try r.int64(9)))
+    }
+
+    func openCases(_ vins: [VIN]) async throws -> [MaintenanceCase] {
+        try await inList(vins) {
+            "SELECT \(Self.caseColumns) FROM maintenance_cases WHERE state <> 'closed' AND vin IN (\($0)) ORDER BY case_id"
+        }.map(Self.maintenanceCase)
+    }
+
+    func updateCases(_ cases: [MaintenanceCase]) async throws {
+        _ = try await chunked(cases.map {
+            [.int($0.id ?? 0), .text($0.state.rawValue), .text($0.servicePartnerID), .optionalInt($0.updatedAtMs),
+             .optionalInt($0.closedAtMs), .seq($0.lastSequence), .int($0.notifications)]
+        }) {
+            // One UPDATE ... FROM (VALUES ...) per chunk, not one per case.
+            """
+            UPDATE maintenance_cases SET state = u.column2, service_partner_id = u.column3,
+                updated_at_ms = u.column4, closed_at_ms = u.column5, last_sequence = u.column6,
+                notifications = u.column7
+            FROM (VALUES \(Self.values($0, 7))) AS u WHERE maintenance_cases.case_id = u.column1
+            """
+        }
+    }
+
+    func insertCases(_ cases: [MaintenanceCase]) async throws {
+        _ = try await chunked(cases.map {
+            [.vin($0.vin), .text($0.need.key), .text($0.state.rawValue), .text($0.servicePartnerID),
+             .int($0.openedAtMs), .optionalInt($0.updatedAtMs), .optionalInt($0.closedAtMs), .seq($0.lastSequence),
+             .int($0.notifications)]
+        }) {
+            """
+            INSERT INTO maintenance_cases (vin, need, state, service_partner_id, opened_at_ms, updated_at_ms,
+                closed_at_ms, last_sequence, notifications)
+            VALUES \(Self.values($0, 9))
+            """
+        }
+    }
+
+    func insertChargeSessions(_ sessions: [ChargeSessionRecord]) async throws -> Int {
+        try await chunked(sessions.map { s -> [SQLiteData] in
+            [.vin(s.vin), .text(s.sessionID), .seq(s.sequence), .int(s.recordedAtMs), .int(s.startedAtMs),
+             .int(s.endedAtMs), .int(s.socStartPermille), .int(s.socEndPermille), .int(s.energyWh), .int(s.maxPowerW),
+             .int(s.current), .int(s.site), .int(s.endReason),
+             s.sealedPosition.map { .blob(ByteBuffer(bytes: $0)) } ?? .null, s.keyID.map { .text($0) } ?? .null]
+        }) {
+            """
+            INSERT INTO charge_sessions (vin, session_id, sequence, recorded_at_ms, started_at_ms, ended_at_ms,
+                soc_start_permille, soc_end_permille, energy_wh, max_power_w, current, site, end_reason,
+                sealed_position, key_id)
+            VALUES \(Self.values($0, 15)) ON CONFLICT DO NOTHING RETURNING vin
+            """
+        }.count
+    }
+
+    func insertProbePoints(_ points: [ProbePoint]) async throws -> Set<PointKey> {
+        let rows = try await chunked(points.map {
+            [.text($0.pseudonym), .seq($0.sequence), .int($0.pointIndex), .int($0.tMs), .int($0.latE7), .int($0.lonE7),
+             .int($0.speedDkmh), .int($0.headingDeg), .int($0.tile)]
+        }) {
+            """
+            INSERT INTO probe_points (pseudonym, sequence, point_index, t_ms, lat_e7, lon_e7, speed_dkmh,
+                heading_deg, tile)
+            VALUES \(Self.values($0, 9)) ON CONFLICT DO NOTHING RETURNING pseudonym, sequence, point_index
+            """
+        }
+        var keys: Set<PointKey> = []
+        keys.reserveCapacity(rows.count)
+        for row in rows {
+            let r = SQLiteRowReader(row)
+            keys.insert(PointKey(pseudonym: try r.text(0), sequence: try r.uint64(1), pointIndex: Int(try r.int64(2))))
+        }
+        return keys
+    }
+
+    func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key] {
+        try await chunked(memberships.map { [.int($0.key.tile), .int($0.key.minuteMs), .text($0.pseudonym)] }) {
+            """
+            INSERT INTO traffic_vehicles (tile, minute_ms, pseudonym) VALUES \(Self.values($0, 3))
+            ON CONFLICT DO NOTHING RETURNING tile, minute_ms
+            """
+        }.map { row in
+            let r = SQLiteRowReader(row)
+            return TrafficDelta.Key(tile: try r.int64(0), minuteMs: try r.int64(1))
+        }
+    }
+
+    func addToAggregates(_ sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) async throws {
+        _ = try await chunked(sums.map {
+            [.int($0.0.tile), .int($0.0.minuteMs), .int($0.1.points), .int($0.1.vehicles), .int($0.1.speedSumDkmh)]
+        }) {
+            """
+            INSERT INTO traffic_aggregates (tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh)
+            VALUES \(Self.values($0, 5))
+            ON CONFLICT (tile, minute_ms) DO UPDATE SET
+                point_count = traffic_aggregates.point_count + excluded.point_count,
+                vehicle_count = traffic_aggregates.vehicle_count + excluded.vehicle_count,
+                speed_sum_dkmh = traffic_aggregates.speed_sum_dkmh + excluded.speed_sum_dkmh
+            """
+        }
+    }
+
+    func addToBuckets(_ buckets: [(TrafficDelta.BucketKey, Int)]) async throws {
+        _ = try await chunked(buckets.map {
+            [.int($0.0.key.tile), .int($0.0.key.minuteMs), .int($0.0.bucket), .int($0.1)]
+        }) {
+            """
+            INSERT INTO traffic_speed_buckets (tile, minute_ms, bucket, point_count) VALUES \(Self.values($0, 4))
+            ON CONFLICT (tile, minute_ms, bucket) DO UPDATE SET
+                point_count = traffic_speed_buckets.point_count + excluded.point_count
+            """
+        }
+    }
+}

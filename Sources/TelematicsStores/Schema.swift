@@ -1,0 +1,179 @@
+/// The tables of both backends, versioned. A store opens, reads
+/// `schema_version` and runs the migrations above it, each in the
+/// transaction that records its version.
+///
+/// Tables (same names and columns on both backends; PostgreSQL has the
+/// stricter types):
+/// - `consents`: latest consent state per VIN.
+/// - `vehicle_states`: technical data of the newest call per VIN.
+/// - `teleservice_calls`: every call, keyed (vin, sequence).
+/// - `maintenance_cases`: cases, at most one not closed per (vin, need)
+///   (a partial unique index enforces it).
+/// - `charge_sessions`: keyed (vin, session_id); the position only sealed.
+/// - `probe_points`: pseudonymised points, keyed (pseudonym, sequence, point_index).
+/// - `traffic_aggregates`, `traffic_speed_buckets`: per (tile, minute), no
+///   vehicle reference; `traffic_vehicles` (tile, minute, pseudonym) only
+///   makes the distinct-vehicle count idempotent.
+enum Schema {
+    /// The version this code writes.
+    static let version = 1
+
+    /// Migrations of SQLite, by version (index 0 is version 1).
+    static let sqlite: [[String]] = [[
+        """
+        CREATE TABLE consents (
+            vin TEXT PRIMARY KEY,
+            teleservices INTEGER NOT NULL, smart_maintenance INTEGER NOT NULL,
+            charging_history INTEGER NOT NULL, charging_location INTEGER NOT NULL,
+            rtti INTEGER NOT NULL, account_deleted INTEGER NOT NULL,
+            recorded_at_ms INTEGER NOT NULL, sequence INTEGER NOT NULL)
+        """,
+        """
+        CREATE TABLE vehicle_states (
+            vin TEXT PRIMARY KEY,
+            recorded_at_ms INTEGER NOT NULL, sequence INTEGER NOT NULL,
+            mileage_km INTEGER NOT NULL, battery_12v_mv INTEGER NOT NULL,
+            service_items TEXT NOT NULL, check_controls TEXT NOT NULL)
+        """,
+        """
+        CREATE TABLE teleservice_calls (
+            vin TEXT NOT NULL, sequence INTEGER NOT NULL, recorded_at_ms INTEGER NOT NULL,
+            trigger INTEGER NOT NULL, mileage_km INTEGER NOT NULL, battery_12v_mv INTEGER NOT NULL,
+            lat_e7 INTEGER, lon_e7 INTEGER, service_partner_id TEXT NOT NULL, in_workshop INTEGER NOT NULL,
+            service_items TEXT NOT NULL, check_controls TEXT NOT NULL,
+            PRIMARY KEY (vin, sequence))
+        """,
+        """
+        CREATE TABLE maintenance_cases (
+            case_id INTEGER PRIMARY KEY,
+            vin TEXT NOT NULL, need TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('open', 'updated', 'closed')),
+            service_partner_id TEXT NOT NULL, opened_at_ms INTEGER NOT NULL,
+            updated_at_ms INTEGER, closed_at_ms INTEGER,
+            last_sequence INTEGER NOT NULL, notifications INTEGER NOT NULL)
+        """,
+        "CREATE UNIQUE INDEX maintenance_cases_one_open ON maintenance_cases (vin, need) WHERE state <> 'closed'",
+        "CREATE INDEX maintenance_cases_vin ON maintenance_cases (vin)",
+        """
+        CREATE TABLE charge_sessions (
+            vin TEXT NOT NULL, session_id TEXT NOT NULL, sequence INTEGER NOT NULL, recorded_at_ms INTEGER NOT NULL,
+            started_at_ms INTEGER NOT NULL, ended_at_ms INTEGER NOT NULL,
+            soc_start_permille INTEGER NOT NULL, soc_end_permille INTEGER NOT NULL,
+            energy_wh INTEGER NOT NULL, max_power_w INTEGER NOT NULL,
+            current INTEGER NOT NULL, site INTEGER NOT NULL, end_reason INTEGER NOT NULL,
+            sealed_position BLOB, key_id TEXT,
+            PRIMARY KEY (vin, session_id))
+        """,
+        """
+        CREATE TABLE probe_points (
+            pseudonym TEXT NOT NULL CHECK (length(pseudonym) > 0),
+            sequence INTEGER NOT NULL, point_index INTEGER NOT NULL,
+            t_ms INTEGER NOT NULL, lat_e7 INTEGER NOT NULL, lon_e7 INTEGER NOT NULL,
+            speed_dkmh INTEGER NOT NULL, heading_deg INTEGER NOT NULL, tile INTEGER NOT NULL,
+            PRIMARY KEY (pseudonym, sequence, point_index))
+        """,
+        // Retention deletes raw points by age.
+        "CREATE INDEX probe_points_t_ms ON probe_points (t_ms)",
+        """
+        CREATE TABLE traffic_aggregates (
+            tile INTEGER NOT NULL, minute_ms INTEGER NOT NULL,
+            point_count INTEGER NOT NULL, vehicle_count INTEGER NOT NULL, speed_sum_dkmh INTEGER NOT NULL,
+            PRIMARY KEY (tile, minute_ms))
+        """,
+        """
+        CREATE TABLE traffic_speed_buckets (
+            tile INTEGER NOT NULL, minute_ms INTEGER NOT NULL, bucket INTEGER NOT NULL, point_count INTEGER NOT NULL,
+            PRIMARY KEY (tile, minute_ms, bucket))
+        """,
+        """
+        CREATE TABLE traffic_vehicles (
+            tile INTEGER NOT NULL, minute_ms INTEGER NOT NULL, pseudonym TEXT NOT NULL,
+            PRIMARY KEY (tile, minute_ms, pseudonym))
+        """,
+    ]]
+
+    /// Migrations of PostgreSQL, by version (index 0 is version 1).
+    /// Sequences (u64) are stored as bigint by bit pattern: vehicles count
+    /// from 0, so ordering in SQL holds below 2^63.
+    static let postgres: [[String]] = [[
+        """
+        CREATE TABLE consents (
+            vin text PRIMARY KEY,
+            teleservices boolean NOT NULL, smart_maintenance boolean NOT NULL,
+            charging_history boolean NOT NULL, charging_location boolean NOT NULL,
+            rtti boolean NOT NULL, account_deleted boolean NOT NULL,
+            recorded_at_ms bigint NOT NULL, sequence bigint NOT NULL)
+        """,
+        """
+        CREATE TABLE vehicle_states (
+            vin text PRIMARY KEY,
+            recorded_at_ms bigint NOT NULL, sequence bigint NOT NULL,
+            mileage_km bigint NOT NULL, battery_12v_mv bigint NOT NULL,
+            service_items jsonb NOT NULL, check_controls jsonb NOT NULL)
+        """,
+        """
+        CREATE TABLE teleservice_calls (
+            vin text NOT NULL, sequence bigint NOT NULL, recorded_at_ms bigint NOT NULL,
+            trigger integer NOT NULL, mileage_km bigint NOT NULL, battery_12v_mv bigint NOT NULL,
+            lat_e7 integer, lon_e7 integer, service_partner_id text NOT NULL, in_workshop boolean NOT NULL,
+            service_items jsonb NOT NULL, check_controls jsonb NOT NULL,
+            PRIMARY KEY (vin, sequence))
+        """,
+        """
+        CREATE TABLE maintenance_cases (
+            case_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            vin text NOT NULL, need text NOT NULL,
+            state text NOT NULL CHECK (state IN ('open', 'updated', 'closed')),
+            service_partner_id text NOT NULL, opened_at_ms bigint NOT NULL,
+            updated_at_ms bigint, closed_at_ms bigint,
+            last_sequence bigint NOT NULL, notifications integer NOT NULL)
+        """,
+        "CREATE UNIQUE INDEX maintenance_cases_one_open ON maintenance_cases (vin, need) WHERE state <> 'closed'",
+        "CREATE INDEX maintenance_cases_vin ON maintenance_cases (vin)",
+        """
+        CREATE TABLE charge_sessions (
+            vin text NOT NULL, session_id text NOT NULL, sequence bigint NOT NULL, recorded_at_ms bigint NOT NULL,
+            started_at_ms bigint NOT NULL, ended_at_ms bigint NOT NULL,
+            soc_start_permille bigint NOT NULL, soc_end_permille bigint NOT NULL,
+            energy_wh bigint NOT NULL, max_power_w bigint NOT NULL,
+            current integer NOT NULL, site integer NOT NULL, end_reason integer NOT NULL,
+            sealed_position bytea, key_id text,
+            PRIMARY KEY (vin, session_id))
+        """,
+        """
+        CREATE TABLE probe_points (
+            pseudonym text NOT NULL CHECK (length(pseudonym) > 0),
+            sequence bigint NOT NULL, point_index integer NOT NULL,
+            t_ms bigint NOT NULL, lat_e7 integer NOT NULL, lon_e7 integer NOT NULL,
+            speed_dkmh bigint NOT NULL, heading_deg bigint NOT NULL, tile bigint NOT NULL,
+            PRIMARY KEY (pseudonym, sequence, point_index))
+        """,
+        "CREATE INDEX probe_points_t_ms ON probe_points (t_ms)",
+        """
+        CREATE TABLE traffic_aggregates (
+            tile bigint NOT NULL, minute_ms bigint NOT NULL,
+            point_count bigint NOT NULL, vehicle_count bigint NOT NULL, speed_sum_dkmh bigint NOT NULL,
+            PRIMARY KEY (tile, minute_ms))
+        """,
+        """
+        CREATE TABLE traffic_speed_buckets (
+            tile bigint NOT NULL, minute_ms bigint NOT NULL, bucket integer NOT NULL, point_count bigint NOT NULL,
+            PRIMARY KEY (tile, minute_ms, bucket))
+        """,
+        """
+        CREATE TABLE traffic_vehicles (
+            tile bigint NOT NULL, minute_ms bigint NOT NULL, pseudonym text NOT NULL,
+            PRIMARY KEY (tile, minute_ms, pseudonym))
+        """,
+    ]]
+
+    /// Tables counted by `stats()`, with the counting SQL.
+    static let statsQuery = """
+        SELECT (SELECT count(*) FROM consents), (SELECT count(*) FROM vehicle_states),
+               (SELECT count(*) FROM teleservice_calls), (SELECT count(*) FROM maintenance_cases),
+               (SELECT count(*) FROM maintenance_cases WHERE state <> 'closed'),
+               (SELECT count(*) FROM charge_sessions), (SELECT count(*) FROM probe_points),
+               (SELECT count(*) FROM traffic_aggregates), (SELECT count(*) FROM traffic_vehicles),
+               (SELECT count(*) FROM traffic_speed_buckets)
+        """
+}

@@ -1,0 +1,112 @@
+/// Speed histogram of one traffic aggregate: 5 km/h buckets from 0 to
+/// 300 km/h plus one overflow bucket. A fixed histogram can be summed across
+/// batches with one UPSERT per bucket, which a stored list of speeds could
+/// not; the price is that percentiles are exact only to a bucket.
+public struct SpeedHistogram: Hashable, Sendable {
+    /// Width of a bucket in 0.1 km/h (5 km/h).
+    public static let bucketWidthDkmh: UInt32 = 50
+    /// Buckets below the overflow bucket (0 ..< 300 km/h).
+    public static let regularBuckets = 60
+    /// Index of the overflow bucket (300 km/h and more).
+    public static let overflowBucket = regularBuckets
+    /// All buckets.
+    public static let bucketCount = regularBuckets + 1
+
+    /// Points per bucket; always ``bucketCount`` long.
+    public private(set) var counts: [Int]
+
+    /// An empty histogram.
+    public init() {
+        counts = Array(repeating: 0, count: Self.bucketCount)
+    }
+
+    /// The bucket a speed falls in.
+    @inlinable
+    public static func bucket(speedDkmh: UInt32) -> Int {
+        min(Int(speedDkmh / bucketWidthDkmh), overflowBucket)
+    }
+
+    /// Adds `count` points to `bucket` (ignored when out of range).
+    public mutating func add(bucket: Int, count: Int = 1) {
+        guard counts.indices.contains(bucket) else { return }
+        counts[bucket] += count
+    }
+
+    /// Points in all buckets.
+    public var total: Int { counts.reduce(0, +) }
+
+    /// The speed (km/h) below which `fraction` of the points lie, linearly
+    /// interpolated within the bucket that holds it; the overflow bucket
+    /// reports its lower bound (300 km/h). 0 for an empty histogram.
+    public func percentileKmh(_ fraction: Double) -> Double {
+        let total = self.total
+        guard total > 0 else { return 0 }
+        let target = fraction * Double(total)
+        let width = Double(Self.bucketWidthDkmh) / 10
+        var below = 0
+        for (bucket, count) in counts.enumerated() where count > 0 {
+            if Double(below + count) >= target {
+                let lower = Double(bucket) * width
+                if bucket == Self.overflowBucket { return lower }
+                return lower + max(0, target - Double(below)) / Double(count) * width
+            }
+            below += count
+        }
+        return Double(Self.overflowBucket) * width
+    }
+}
+
+/// What newly stored probe points add to the traffic aggregates: a pure
+/// reduction both stores share, so the SQL only adds deltas.
+struct TrafficDelta {
+    /// (tile, minute) of an aggregate.
+    struct Key: Hashable, Comparable {
+        var tile: Int64
+        var minuteMs: Int64
+        static func < (a: Key, b: Key) -> Bool { (a.tile, a.minuteMs) < (b.tile, b.minuteMs) }
+    }
+
+    /// Additions to one aggregate row.
+    struct Sums {
+        var points = 0
+        var speedSumDkmh: Int64 = 0
+        var vehicles = 0
+    }
+
+    /// Per (tile, minute): points and speed sums.
+    var sums: [Key: Sums] = [:]
+    /// Per (tile, minute, bucket): points.
+    var buckets: [BucketKey: Int] = [:]
+    /// (tile, minute, pseudonym) memberships the points claim.
+    var memberships: Set<Membership> = []
+
+    /// (tile, minute, bucket) of a histogram row.
+    struct BucketKey: Hashable {
+        var key: Key
+        var bucket: Int
+    }
+
+    /// One vehicle's presence in a tile-minute.
+    struct Membership: Hashable {
+        var key: Key
+        var pseudonym: String
+    }
+
+    /// The deltas of `points`, which must be only newly stored ones: a point
+    /// already counted must not be passed again.
+    init(newPoints points: some Sequence<ProbePoint>) {
+        for p in points {
+            let key = Key(tile: p.tile, minuteMs: p.minuteMs)
+            sums[key, default: Sums()].points += 1
+            sums[key, default: Sums()].speedSumDkmh += Int64(p.speedDkmh)
+            buckets[BucketKey(key: key, bucket: SpeedHistogram.bucket(speedDkmh: p.speedDkmh)), default: 0] += 1
+            memberships.insert(Membership(key: key, pseudonym: p.pseudonym))
+        }
+    }
+
+    /// Counts the vehicles that are new to their tile-minute, given the
+    /// memberships the store had not seen before.
+    mutating func addNewVehicles(_ newMemberships: some Sequence<Key>) {
+        for key in newMemberships { sums[key, default: Sums()].vehicles += 1 }
+    }
+}
