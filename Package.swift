@@ -15,6 +15,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
@@ -60,6 +63,17 @@ let package = Package(
             ]
         ),
 
+        // The pipeline: RULES.md applied to every record, lanes, durable fan-out.
+        .target(
+            name: "TelematicsPipeline",
+            dependencies: [
+                "TelematicsWire", "TelematicsKafka", "TelematicsStores",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // The `telematics` command.
         .executableTarget(
             name: "telematics",
@@ -67,17 +81,35 @@ let package = Package(
                 "TelematicsWire",
                 "TelematicsKafka",
                 "FleetSimulator",
+                "TelematicsStores",
+                "TelematicsPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 
+        // What several test suites share: running the built `telematics` binary.
+        .target(
+            name: "TelematicsTestSupport",
+            path: "Tests/TelematicsTestSupport"
+        ),
         .testTarget(
             name: "TelematicsWireTests",
-            dependencies: ["TelematicsWire"]
+            dependencies: ["TelematicsWire", "TelematicsTestSupport"]
+        ),
+        .testTarget(
+            name: "TelematicsPipelineTests",
+            dependencies: [
+                "TelematicsPipeline", "TelematicsStores", "TelematicsKafka", "FleetSimulator", "TelematicsWire", "TelematicsTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .testTarget(
             name: "TelematicsKafkaTests",
-            dependencies: ["TelematicsKafka", "FleetSimulator", "TelematicsWire"]
+            dependencies: ["TelematicsKafka", "FleetSimulator", "TelematicsWire", "TelematicsTestSupport"]
         ),
 
         .testTarget(

@@ -47,6 +47,16 @@ public struct VIN: Hashable, Sendable, Comparable, CustomStringConvertible {
         last = bytes[offset + 16]
     }
 
+    /// The VIN of an envelope, read from its header without checking the rest
+    /// (for routing before decoding); nil when the record is too short or the
+    /// bytes are not VIN characters.
+    @inlinable
+    public init?(peekingAt record: UnsafeRawBufferPointer) {
+        guard record.count >= 41 else { return nil }
+        for i in 24..<41 where !VIN.isAllowed(record[i]) { return nil }
+        self.init(unchecked: record, at: 24)
+    }
+
     /// A VIN from text; nil unless it is 17 characters of the ISO 3779 set.
     public init?(_ text: some StringProtocol) {
         var utf8 = Array(text.utf8)

@@ -14,7 +14,7 @@ struct KafkaConnectionOptions: ParsableArguments {
 
     @Option(
         name: .customLong("kafka-property"),
-        help: ArgumentHelp("A librdkafka property for the producer, key=value (repeatable; wins over the defaults).", valueName: "KEY=VALUE"))
+        help: ArgumentHelp("A librdkafka property, key=value, for security (SASL/TLS) or tuning (repeatable; wins over the defaults).", valueName: "KEY=VALUE"))
     var kafkaProperties: [String] = []
 
     @Option(help: ArgumentHelp("Batch compression of the producer: \(KafkaCompression.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "CODEC"))
@@ -25,7 +25,12 @@ struct KafkaConnectionOptions: ParsableArguments {
         guard let brokers, !KafkaBootstrap(brokers).servers.isEmpty else {
             throw ValidationError("--brokers is required (for example --brokers 127.0.0.1:9092, or the first line `telematics broker` prints)")
         }
-        var config = KafkaProducerConfiguration(bootstrap: KafkaBootstrap(brokers))
+        return try producerConfiguration(clientID: clientID, bootstrap: KafkaBootstrap(brokers))
+    }
+
+    /// The producer configuration these options describe, for `bootstrap`.
+    func producerConfiguration(clientID: String, bootstrap: KafkaBootstrap) throws -> KafkaProducerConfiguration {
+        var config = KafkaProducerConfiguration(bootstrap: bootstrap)
         config.clientID = clientID
         config.compression = compression
         for property in kafkaProperties {

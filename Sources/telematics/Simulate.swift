@@ -70,7 +70,8 @@ struct Simulate: AsyncParsableCommand {
             return
         }
         let producerConfig = try kafka.producerConfiguration(clientID: "telematics-simulate")
-        let (count, summary) = try await Self.publish(&fleet, limit: limit, rate: rate, configuration: producerConfig)
+        let interrupt = InterruptFlag()
+        let (count, summary) = try await Self.publish(&fleet, limit: limit, rate: rate, configuration: producerConfig) { interrupt.isRaised }
         if let error = summary.error {
             writeStandardError("simulate: \(summary.enqueued - summary.delivered) of \(summary.enqueued) records NOT delivered: \(error)\n")
             throw ExitCode.failure
@@ -102,16 +103,20 @@ struct Simulate: AsyncParsableCommand {
         if path != "-" { writeStandardError("simulate: \(grouped(total)) records written to \(path)\n") }
     }
 
-    static func publish(_ fleet: inout FleetSimulator, limit: Int?, rate: Double, configuration: KafkaProducerConfiguration) async throws -> (Int, KafkaDeliverySummary) {
-        let interrupt = InterruptFlag()
+    /// Publishes the fleet's records at `rate` until `limit` records or until
+    /// `stop()` says so, then waits for every delivery.
+    static func publish(
+        _ fleet: inout FleetSimulator, limit: Int?, rate: Double, configuration: KafkaProducerConfiguration,
+        showProgress: Bool = true, stop: () -> Bool
+    ) async throws -> (Int, KafkaDeliverySummary) {
         let producer = try KafkaProducer(configuration: configuration)
         let deliveries = producer.deliveries()
-        let progress = Progress(label: "simulate", unit: "records")
+        let progress = Progress(label: "simulate", unit: "records", enabled: showProgress)
         // Pace in steps of about 10 ms of records, so sleeping costs little at high rates.
         let step = max(1, Int(rate / 100))
         var bucket = TokenBucket(rate: rate, burst: Double(step))
         var count = 0
-        while !interrupt.isRaised {
+        while !stop() {
             let n = limit.map { min(step, $0 - count) } ?? step
             if n <= 0 { break }
             let wait = bucket.take(Double(n), now: monotonicSeconds())

@@ -23,13 +23,14 @@ struct StandardOutput {
 final class Progress {
     private let label: String
     private let unit: String
-    private let enabled = isatty(2) != 0
+    private let enabled: Bool
     private let started = monotonicSeconds()
     private var lastShown = 0.0
 
-    init(label: String, unit: String) {
+    init(label: String, unit: String, enabled: Bool = true) {
         self.label = label
         self.unit = unit
+        self.enabled = enabled && isatty(2) != 0
     }
 
     /// Redraws the line at most four times a second.

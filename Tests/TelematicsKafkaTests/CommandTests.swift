@@ -1,25 +1,16 @@
 import FleetSimulator
 import Foundation
 import TelematicsKafka
+import TelematicsTestSupport
 import TelematicsWire
 import Testing
-
-/// The `telematics` executable built beside the test bundle, if it is there.
-func telematicsExecutable() -> URL? {
-    let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for candidate in [bundleDirectory, bundleDirectory.deletingLastPathComponent()] {
-        let url = candidate.appendingPathComponent("telematics")
-        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-    }
-    return nil
-}
 
 @Suite("telematics broker and produce as processes")
 struct CommandTests {
     @Test("`telematics produce` publishes a capture to a `telematics broker` in another process, every record to its kind's topic",
-          .enabled(if: telematicsExecutable() != nil, "the telematics executable is not built next to the tests (swift build first)"))
+          .enabled(if: TelematicsBinary.url != nil, "the telematics executable is not built next to the tests (swift build first)"))
     func brokerAndProduce() async throws {
-        let executable = try #require(telematicsExecutable())
+        let executable = try #require(TelematicsBinary.url)
         let broker = Process()
         broker.executableURL = executable
         broker.arguments = ["broker", "--brokers", "2", "--partitions", "3"]

@@ -1,0 +1,189 @@
+import TelematicsKafka
+import TelematicsStores
+import TelematicsWire
+
+/// Everything one polled batch of records causes, ready to be made durable:
+/// the store writes (one transaction), the messages to publish (alerts,
+/// hazards, dead letters) and the offsets to commit once both are durable.
+public struct PreparedBatch: Sendable {
+    public var store = StoreBatch()
+    public var outputs: [KafkaProducerMessage] = []
+    /// The last offset processed per partition (committed as offset + 1).
+    public var offsets: [KafkaTopicPartition: Int64] = [:]
+    public var tally = BatchTally()
+
+    /// The offsets to commit.
+    public var processedOffsets: [KafkaProcessedOffset] {
+        offsets.map { KafkaProcessedOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
+    }
+}
+
+/// What happened to the records of a batch, by outcome.
+public struct BatchTally: Sendable {
+    public var records = 0
+    public var byKind: [MessageKind: Int] = [:]
+    public var rejected: [WireError.Code: Int] = [:]
+    /// Records dropped because a consent setting forbids them (RULES.md): counted, not errors.
+    public var droppedForConsent: [String: Int] = [:]
+    public var alerts = 0
+    public var hazards = 0
+
+    mutating func add(_ other: BatchTally) {
+        records += other.records
+        byKind.merge(other.byKind, uniquingKeysWith: +)
+        rejected.merge(other.rejected, uniquingKeysWith: +)
+        droppedForConsent.merge(other.droppedForConsent, uniquingKeysWith: +)
+        alerts += other.alerts
+        hazards += other.hazards
+    }
+}
+
+/// Applies RULES.md to decoded records and collects their effects.
+///
+/// One per bulk lane: it owns the lane's decoder (zstd context and buffer)
+/// and the consent book, and handles batches strictly in order, so consent
+/// changes apply to every message processed after them.
+final class BatchRouter {
+    private let decoder: RecordDecoder
+    private let topics: PipelineTopics
+    private let pseudonyms: Pseudonymizer
+    private let sealer: PositionSealer
+    private(set) var consent = ConsentBook()
+
+    init(dictionaries: ZstdDictionaries, topics: PipelineTopics, secrets: PipelineSecrets) {
+        decoder = RecordDecoder(dictionaries: dictionaries)
+        self.topics = topics
+        pseudonyms = Pseudonymizer(key: secrets.pseudonymKey)
+        sealer = PositionSealer(keyID: secrets.sealingKeyID, keys: secrets.sealingKeys)
+    }
+
+    /// VINs of the batch whose consent state is not known yet (read from the
+    /// envelope header without decoding; bad records are simply skipped here).
+    func unknownVINs(in batch: KafkaMessageBatch) -> [VIN] {
+        var missing = Set<VIN>()
+        for record in batch {
+            guard let vin = VIN(peekingAt: record.value) else { continue }
+            if !consent.knows(vin) { missing.insert(vin) }
+        }
+        return Array(missing)
+    }
+
+    /// Takes stored consent for the VINs `unknownVINs` named.
+    func warmConsent(_ vins: [VIN], loaded: [VIN: StoredConsent]) {
+        consent.warm(loaded)
+        for vin in vins where loaded[vin] == nil { consent.markDefault(vin) }
+    }
+
+    /// Routes every record of `batch` (in order) into one prepared batch.
+    func route(_ batch: KafkaMessageBatch) -> PreparedBatch {
+        var prepared = PreparedBatch()
+        var topicName = ""
+        var topicKey: (partition: Int32, pointer: UnsafeRawPointer?) = (-1, nil)
+        for record in batch {
+            // The topic name is read once per run of records of one topic.
+            let namePointer = record.withTopicName { $0.baseAddress }
+            if namePointer != topicKey.pointer {
+                topicName = record.topic
+                topicKey = (record.partition, namePointer)
+            }
+            let partition = KafkaTopicPartition(topic: topicName, partition: record.partition)
+            prepared.offsets[partition] = max(prepared.offsets[partition] ?? -1, record.offset)
+            prepared.tally.records += 1
+            let value = record.value
+            let key = record.key ?? UnsafeRawBufferPointer(start: nil, count: 0)
+            do throws(WireError) {
+                let decoded = try decoder.decode(value, key: key)
+                prepared.tally.byKind[decoded.envelope.kind, default: 0] += 1
+                apply(decoded, to: &prepared)
+            } catch {
+                prepared.tally.rejected[error.code, default: 0] += 1
+                prepared.outputs.append(KafkaProducerMessage(
+                    topic: topics.deadLetter, key: record.key.map(Array.init), value: Array(value),
+                    headers: DeadLetter.headers(error: error, topic: topicName, partition: record.partition, offset: record.offset)))
+            }
+        }
+        return prepared
+    }
+
+    private func apply(_ record: DecodedRecord, to prepared: inout PreparedBatch) {
+        let e = record.envelope
+        switch record.body {
+        case .consentState(let state):
+            let change = ConsentChange(vin: e.vin, state: state, recordedAtMs: e.recordedAtMs, sequence: e.sequence)
+            if consent.apply(change), change.deletesChargeSessions {
+                // The store applies consent before sessions, so sessions of this
+                // batch processed before the switch-off would outlive it.
+                prepared.store.chargeSessions.removeAll { $0.vin == e.vin }
+            }
+            prepared.store.consentChanges.append(change)
+
+        case .hvWarnCall(let call):
+            // P0: never dropped for consent (RULES.md).
+            let alert = CallCentreAlert(hvWarnCall: call, envelope: e)
+            prepared.outputs.append(KafkaProducerMessage(topic: topics.alerts, key: Array(alert.vin.utf8), value: OutputEncoding.json(alert)))
+            prepared.tally.alerts += 1
+
+        case .teleserviceCall(let call):
+            let state = consent.state(of: e.vin)
+            let urgent = call.trigger == .breakdown || call.trigger == .accident
+            if call.trigger == .smartMaintenance && !state.smartMaintenance {
+                prepared.tally.droppedForConsent["smart_maintenance", default: 0] += 1
+                return
+            }
+            if !state.teleservices && !urgent {
+                prepared.tally.droppedForConsent["teleservices", default: 0] += 1
+                return
+            }
+            if urgent {
+                let alert = CallCentreAlert(urgentCall: call, envelope: e)
+                prepared.outputs.append(KafkaProducerMessage(topic: topics.alerts, key: Array(alert.vin.utf8), value: OutputEncoding.json(alert)))
+                prepared.tally.alerts += 1
+            }
+            prepared.store.teleserviceCalls.append(TeleserviceCallRecord(vin: e.vin, sequence: e.sequence, recordedAtMs: e.recordedAtMs, call: call.materialize()))
+
+        case .chargeSession(let session):
+            let state = consent.state(of: e.vin)
+            guard state.chargingHistory && !state.accountDeleted else {
+                prepared.tally.droppedForConsent["charging_history", default: 0] += 1
+                return
+            }
+            let sessionID = session.sessionID.string
+            var sealed: [UInt8]?
+            if state.chargingLocation, let position = session.position {
+                sealed = try? sealer.seal(position, vin: e.vin, sessionID: sessionID)
+            }
+            prepared.store.chargeSessions.append(ChargeSessionRecord(
+                vin: e.vin, sessionID: sessionID, sequence: e.sequence, recordedAtMs: e.recordedAtMs,
+                startedAtMs: session.startedAtMs, endedAtMs: session.endedAtMs,
+                socStartPermille: session.socStartPermille, socEndPermille: session.socEndPermille,
+                energyWh: session.energyWh, maxPowerW: session.maxPowerW,
+                current: session.current.rawValue, site: session.site.rawValue, endReason: session.endReason.rawValue,
+                sealedPosition: sealed, keyID: sealed == nil ? nil : sealer.keyID))
+
+        case .rttiProbe(let probe):
+            guard consent.state(of: e.vin).rtti else {
+                prepared.tally.droppedForConsent["rtti", default: 0] += 1
+                return
+            }
+            // The VIN stops here: only the pseudonym goes on.
+            let pseudonym = pseudonyms.pseudonym(of: e.vin, atMs: e.recordedAtMs)
+            var index = 0
+            let firstPoint = prepared.store.probePoints.count
+            for p in probe.points {
+                prepared.store.probePoints.append(ProbePoint(
+                    pseudonym: pseudonym, sequence: e.sequence, pointIndex: index, tMs: p.tMs,
+                    latE7: Int32(truncatingIfNeeded: p.latE7), lonE7: Int32(truncatingIfNeeded: p.lonE7),
+                    speedDkmh: p.speedDkmh, headingDeg: p.headingDeg, tile: RoadTile.id(latE7: p.latE7, lonE7: p.lonE7)))
+                index += 1
+            }
+            for hazard in probe.hazards {
+                let p = prepared.store.probePoints[firstPoint + Int(hazard.pointIndex)]
+                let report = HazardReport(
+                    pseudonym: pseudonym, type: hazard.type.description, tMs: p.tMs, latE7: Int64(p.latE7), lonE7: Int64(p.lonE7),
+                    speedDkmh: p.speedDkmh, headingDeg: p.headingDeg, tile: p.tile)
+                prepared.outputs.append(KafkaProducerMessage(topic: topics.probes, key: Array(pseudonym.utf8), value: OutputEncoding.json(report)))
+                prepared.tally.hazards += 1
+            }
+        }
+    }
+}

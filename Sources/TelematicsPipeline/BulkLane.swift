@@ -1,0 +1,278 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TelematicsKafka
+import TelematicsStores
+import TelematicsWire
+
+/// Topic names (WIRE.md's defaults, each configurable).
+public struct PipelineTopics: Sendable, Hashable {
+    /// The ingress topic of each kind.
+    public var ingress: [MessageKind: String] = Dictionary(uniqueKeysWithValues: MessageKind.allCases.map { ($0, $0.defaultTopic) })
+    public var alerts = "callcentre.alerts"
+    public var probes = "traffic.probes"
+    public var deadLetter = "telematics.dlq"
+
+    public init() {}
+
+    /// Every ingress topic, sorted.
+    public var allIngress: [String] { Set(ingress.values).sorted() }
+    /// Every topic the pipeline reads or writes.
+    public var all: [String] { Set(allIngress + [alerts, probes, deadLetter]).sorted() }
+}
+
+/// How the bulk lane runs.
+public struct PipelineConfiguration: Sendable {
+    public var consumer: KafkaConsumerConfiguration
+    public var producer: KafkaProducerConfiguration
+    public var topics = PipelineTopics()
+    /// Records per poll, and so per store transaction.
+    public var batchSize = 2_000
+    /// Batches routed but not yet durable before consumption pauses
+    /// (backpressure: memory stays bounded when a store falls behind).
+    public var batchesInFlight = 2
+    /// First and longest wait between retries of a store or Kafka write.
+    public var retryInitialMs = 100
+    public var retryMaximumMs = 5_000
+
+    public init(consumer: KafkaConsumerConfiguration, producer: KafkaProducerConfiguration) {
+        self.consumer = consumer
+        self.producer = producer
+    }
+}
+
+/// Running totals of a pipeline, safe to read from any thread (progress
+/// display, tests, metrics).
+public final class PipelineStatistics: Sendable {
+    /// A copy of the totals.
+    public struct Snapshot: Sendable {
+        public var tally = BatchTally()
+        public var store = StoreBatchResult()
+        public var batches = 0
+        public var inFlight = 0
+        public var paused = false
+        public var storeRetries = 0
+        public var lastStoreMs = 0.0
+        public var lastError: String?
+        /// Records whose effects are durable and whose offsets were committed.
+        public var committedRecords = 0
+        /// Records in the assigned partitions not yet consumed (refreshed every few seconds).
+        public var lag: Int64?
+        /// Partitions this member owns now (0 until the group has assigned some).
+        public var assignedPartitions = 0
+    }
+
+    private let state = Mutex(Snapshot())
+    public init() {}
+
+    /// The totals now.
+    public var snapshot: Snapshot { state.withLock { $0 } }
+
+    func update(_ body: (inout Snapshot) -> Void) { state.withLock { body(&$0) } }
+}
+
+/// The bulk lane: consumes the ingress topics in one consumer group, decodes
+/// and routes each batch by RULES.md, writes its effects to the store in one
+/// transaction, publishes its messages (alerts, hazards, dead letters) and
+/// commits its offsets only when all of that is durable.
+///
+/// Routing of batch N+1 overlaps the store write of batch N; when
+/// ``PipelineConfiguration/batchesInFlight`` batches are waiting, the lane
+/// pauses its partitions instead of buffering more. On graceful shutdown it
+/// stops polling, makes the batches in flight durable, commits and leaves.
+public final class BulkLane: Service, Sendable {
+    public let configuration: PipelineConfiguration
+    public let statistics: PipelineStatistics
+    private let store: any TelematicsStore
+    private let dictionaries: ZstdDictionaries
+    private let secrets: PipelineSecrets
+    private let logger: Logger
+
+    public init(configuration: PipelineConfiguration, store: any TelematicsStore, dictionaries: ZstdDictionaries,
+                secrets: PipelineSecrets, statistics: PipelineStatistics = PipelineStatistics(),
+                logger: Logger = Logger(label: "telematics.bulk")) {
+        self.configuration = configuration
+        self.store = store
+        self.dictionaries = dictionaries
+        self.secrets = secrets
+        self.statistics = statistics
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let statistics = self.statistics
+        // Every batch is committed as soon as it is durable, so a revoke has
+        // nothing finished left to commit; the hooks only keep count.
+        let rebalance = KafkaRebalanceHandler(
+            onAssign: { partitions in statistics.update { $0.assignedPartitions += partitions.count } },
+            onRevoke: { partitions in
+                statistics.update { $0.assignedPartitions = max(0, $0.assignedPartitions - partitions.count) }
+                return []
+            })
+        let consumer = try KafkaConsumer(configuration: configuration.consumer, rebalance: rebalance)
+        let producer = try KafkaProducer(configuration: configuration.producer)
+        try consumer.subscribe(configuration.topics.allIngress)
+        logger.info("bulk lane consuming", metadata: ["topics": "\(configuration.topics.allIngress.joined(separator: ","))", "group": "\(configuration.consumer.groupID)"])
+        let (batches, queue) = AsyncStream<PreparedBatch>.makeStream()
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await prepared in batches {
+                        try await self.makeDurable(prepared, producer: producer, consumer: consumer)
+                    }
+                }
+                // Lag is asked of the brokers apart from polling (one round trip per partition).
+                let polling = Atomic<Bool>(true)
+                group.addTask {
+                    while polling.load(ordering: .relaxed) {
+                        if let lag = try? await consumer.lag() {
+                            self.statistics.update { $0.lag = lag.values.reduce(0, +) }
+                        }
+                        for _ in 0..<20 where polling.load(ordering: .relaxed) { try? await Task.sleep(for: .milliseconds(100)) }
+                    }
+                }
+                defer {
+                    queue.finish()
+                    polling.store(false, ordering: .relaxed)
+                }
+                try await self.pollLoop(consumer, into: queue)
+                queue.finish()
+                polling.store(false, ordering: .relaxed)
+                try await group.waitForAll()
+            }
+        } catch {
+            logger.error("bulk lane stopped", metadata: ["error": "\(error)"])
+            await consumer.close()
+            try? await producer.close(timeoutMs: 10_000)
+            throw error
+        }
+        await consumer.close()
+        try? await producer.close(timeoutMs: 10_000)
+        logger.info("bulk lane stopped after draining", metadata: ["committed": "\(statistics.snapshot.committedRecords)"])
+    }
+
+    /// Polls and routes until shutdown; pauses while too many batches wait.
+    private func pollLoop(_ consumer: KafkaConsumer, into queue: AsyncStream<PreparedBatch>.Continuation) async throws {
+        let router = BatchRouter(dictionaries: dictionaries, topics: configuration.topics, secrets: secrets)
+        var paused = Set<KafkaTopicPartition>()
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            let waiting = statistics.snapshot.inFlight
+            if waiting >= configuration.batchesInFlight {
+                // Also partitions a rebalance assigned since the pause began.
+                let assigned = Set(consumer.assignment)
+                let fresh = assigned.subtracting(paused)
+                if !fresh.isEmpty {
+                    try? consumer.pause(Array(fresh))
+                    if paused.isEmpty { logger.debug("paused: store behind", metadata: ["in_flight": "\(waiting)"]) }
+                    paused = assigned
+                    statistics.update { $0.paused = true }
+                }
+            } else if !paused.isEmpty {
+                // Partitions revoked meanwhile are no longer ours to resume.
+                try? consumer.resume(Array(paused.intersection(consumer.assignment)))
+                paused = []
+                statistics.update { $0.paused = false }
+            }
+            // Polling goes on while paused: it keeps the group membership and
+            // serves rebalances; paused partitions deliver nothing new.
+            let batch = try await consumer.poll(maxRecords: configuration.batchSize, timeoutMs: paused.isEmpty ? 100 : 50)
+            for error in batch.errors where error.code != .partitionEOF {
+                logger.warning("consumer", metadata: ["error": "\(error)"])
+            }
+            if batch.isEmpty {
+                if !paused.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+                continue
+            }
+            let unknown = router.unknownVINs(in: batch)
+            if !unknown.isEmpty {
+                let loaded = try await retrying("load consent") { try await self.store.consent(for: unknown) }
+                router.warmConsent(unknown, loaded: loaded)
+            }
+            let prepared = router.route(batch)
+            batch.release()
+            statistics.update { $0.inFlight += 1 }
+            queue.yield(prepared)
+        }
+    }
+
+    /// Store transaction and publications (at the same time), then the commit.
+    private func makeDurable(_ prepared: PreparedBatch, producer: KafkaProducer, consumer: KafkaConsumer) async throws {
+        async let published: Void = publish(prepared.outputs, producer: producer)
+        let started = ContinuousClock.now
+        let result = prepared.store.isEmpty ? StoreBatchResult() : try await retrying("store batch") { try await self.store.apply(prepared.store) }
+        let elapsed = (ContinuousClock.now - started).components
+        let storeMs = Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
+        try await published
+        do {
+            try await consumer.commit(prepared.processedOffsets)
+        } catch {
+            // Lost partitions (a rebalance) refuse the commit; their records are
+            // read again by the new owner and the idempotent writes absorb them.
+            logger.warning("commit refused; records will be redelivered", metadata: ["error": "\(error)"])
+        }
+        statistics.update { s in
+            s.tally.add(prepared.tally)
+            s.store.add(result)
+            s.batches += 1
+            s.inFlight -= 1
+            s.lastStoreMs = storeMs
+            s.committedRecords += prepared.tally.records
+        }
+    }
+
+    /// Publishes `messages` and waits until Kafka has every one; failed ones
+    /// are sent again with backoff (an output is never dropped).
+    private func publish(_ messages: [KafkaProducerMessage], producer: KafkaProducer) async throws {
+        var pending = messages
+        var delay = configuration.retryInitialMs
+        while !pending.isEmpty {
+            let summary = try await producer.deliver(pending)
+            let failed = Set(summary.failures.map(\.index))
+            if failed.isEmpty && summary.unreported == 0 { return }
+            logger.warning("publish failed; retrying", metadata: ["failed": "\(failed.count)", "error": "\(summary.failures.first.map { "\($0)" } ?? "unreported")"])
+            pending = summary.unreported > 0 ? pending : pending.enumerated().filter { failed.contains($0.offset) }.map(\.element)
+            try await Task.sleep(for: .milliseconds(delay))
+            delay = min(delay * 2, configuration.retryMaximumMs)
+        }
+    }
+
+    /// Runs `body` until it succeeds, waiting longer after each failure: a
+    /// store that is down pauses the lane; nothing is skipped.
+    private func retrying<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        var delay = configuration.retryInitialMs
+        while true {
+            do {
+                return try await body()
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                statistics.update { s in
+                    s.storeRetries += 1
+                    s.lastError = "\(what): \(error)"
+                }
+                logger.warning("\(what) failed; retrying in \(delay) ms", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: .milliseconds(delay))
+                delay = min(delay * 2, configuration.retryMaximumMs)
+            }
+        }
+    }
+}
+
+extension StoreBatchResult {
+    /// Adds another batch's counts to these.
+    mutating func add(_ other: StoreBatchResult) {
+        consentsApplied += other.consentsApplied
+        consentsIgnored += other.consentsIgnored
+        sessionsDeletedByConsent += other.sessionsDeletedByConsent
+        callsInserted += other.callsInserted
+        callsAlreadyPresent += other.callsAlreadyPresent
+        vehicleStatesUpdated += other.vehicleStatesUpdated
+        casesOpened += other.casesOpened
+        casesUpdated += other.casesUpdated
+        casesClosed += other.casesClosed
+        sessionsInserted += other.sessionsInserted
+        sessionsAlreadyPresent += other.sessionsAlreadyPresent
+        probePointsInserted += other.probePointsInserted
+        probePointsAlreadyPresent += other.probePointsAlreadyPresent
+    }
+}

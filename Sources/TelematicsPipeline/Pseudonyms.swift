@@ -1,0 +1,104 @@
+@preconcurrency import Crypto
+import Foundation
+import TelematicsWire
+
+/// Replaces a VIN by a pseudonym before any RTTI data is written or sent
+/// (RULES.md: probes must not be tied to a person): HMAC-SHA256 of the VIN and
+/// the UTC day of the message under a secret key, so the pseudonym rotates
+/// daily and one vehicle cannot be followed across days, and nobody without
+/// the key can recompute it from a VIN.
+///
+/// The day is the message's recorded day, not the day it is processed, so a
+/// record redelivered after midnight gets the same pseudonym (idempotent).
+public struct Pseudonymizer: Sendable {
+    private let key: SymmetricKey
+
+    /// A pseudonymizer with a 256-bit secret key.
+    public init(key: SymmetricKey) { self.key = key }
+
+    /// The pseudonym of `vin` on the UTC day of `timeMs`: 32 hex characters.
+    public func pseudonym(of vin: VIN, atMs timeMs: Int64) -> String {
+        let day = timeMs >= 0 ? timeMs / 86_400_000 : (timeMs + 1) / 86_400_000 - 1
+        var hmac = HMAC<SHA256>(key: key)
+        vin.withBytes { hmac.update(data: $0) }
+        withUnsafeBytes(of: day.littleEndian) { hmac.update(data: $0) }
+        let mac = hmac.finalize()
+        return mac.prefix(16).map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// Road tiles for traffic aggregates: a grid of 0.01 degree (about 1.1 km
+/// north-south) cells, numbered row by row from the south-west corner.
+public enum RoadTile {
+    /// Tile size in degrees x 10^7.
+    public static let sizeE7: Int64 = 100_000
+    static let columns: Int64 = 3_600_000_000 / sizeE7 + 1
+
+    /// The tile holding a position (valid WGS84 degrees x 10^7).
+    public static func id(latE7: Int64, lonE7: Int64) -> Int64 {
+        let row = floorDivide(latE7 + 900_000_000, sizeE7)
+        let column = floorDivide(lonE7 + 1_800_000_000, sizeE7)
+        return row * columns + column
+    }
+
+    /// The south-west corner of a tile, degrees x 10^7.
+    public static func corner(of tile: Int64) -> (latE7: Int64, lonE7: Int64) {
+        (tile / columns * sizeE7 - 900_000_000, tile % columns * sizeE7 - 1_800_000_000)
+    }
+
+    private static func floorDivide(_ a: Int64, _ b: Int64) -> Int64 {
+        a >= 0 ? a / b : -((-a + b - 1) / b)
+    }
+}
+
+/// Encrypts a charging session's position for the charging-history store
+/// (RULES.md: charging data is stored encrypted) with AES-GCM; each sealed
+/// value names the key that sealed it, so keys can be rotated.
+public struct PositionSealer: Sendable {
+    /// The id of the key new values are sealed with.
+    public let keyID: String
+    private let keys: [String: SymmetricKey]
+
+    /// A sealer with the current key `keyID` among `keys` (older keys stay to open old rows).
+    public init(keyID: String, keys: [String: SymmetricKey]) {
+        precondition(keys[keyID] != nil, "the current key must be among the keys")
+        self.keyID = keyID
+        self.keys = keys
+    }
+
+    /// The position sealed (nonce, ciphertext and tag in AES-GCM's combined
+    /// form), bound to the vehicle and session so a value cannot be moved to another row.
+    public func seal(_ position: Position, vin: VIN, sessionID: String) throws -> [UInt8] {
+        var plain = [UInt8]()
+        withUnsafeBytes(of: position.latE7.littleEndian) { plain += $0 }
+        withUnsafeBytes(of: position.lonE7.littleEndian) { plain += $0 }
+        let box = try AES.GCM.seal(plain, using: keys[keyID]!, authenticating: Self.context(vin, sessionID))
+        return Array(box.combined!)
+    }
+
+    /// Opens a value sealed by ``seal(_:vin:sessionID:)`` with the key `keyID`.
+    public func open(_ sealed: [UInt8], keyID: String, vin: VIN, sessionID: String) throws -> Position {
+        guard let key = keys[keyID] else { throw SealingError.unknownKey(keyID) }
+        let plain = try AES.GCM.open(AES.GCM.SealedBox(combined: sealed), using: key, authenticating: Self.context(vin, sessionID))
+        guard plain.count == 8 else { throw SealingError.malformed }
+        let lat = plain.prefix(4).withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(as: Int32.self)) }
+        let lon = plain.suffix(4).withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(as: Int32.self)) }
+        return Position(latE7: lat, lonE7: lon)
+    }
+
+    private static func context(_ vin: VIN, _ sessionID: String) -> [UInt8] {
+        Array(vin.description.utf8) + [0] + Array(sessionID.utf8)
+    }
+
+    /// Why a sealed value could not be opened.
+    public enum SealingError: Error, CustomStringConvertible {
+        case unknownKey(String)
+        case malformed
+        public var description: String {
+            switch self {
+            case .unknownKey(let id): "no key with id \(id) is configured"
+            case .malformed: "the sealed value is not a position"
+            }
+        }
+    }
+}
