@@ -113,7 +113,9 @@ final class BatchRouter {
             if consent.apply(change), change.deletesChargeSessions {
                 // The store applies consent before sessions, so sessions of this
                 // batch processed before the switch-off would outlive it.
+                let before = prepared.store.chargeSessions.count
                 prepared.store.chargeSessions.removeAll { $0.vin == e.vin }
+                prepared.tally.droppedForConsent["charging_history", default: 0] += before - prepared.store.chargeSessions.count
             }
             prepared.store.consentChanges.append(change)
 

@@ -60,6 +60,16 @@ public final class PipelineStatistics: Sendable {
         public var lag: Int64?
         /// Partitions this member owns now (0 until the group has assigned some).
         public var assignedPartitions = 0
+        /// When the first record was polled and when the last commit finished.
+        public var firstRecordAt: ContinuousClock.Instant?
+        public var lastCommitAt: ContinuousClock.Instant?
+
+        /// Records per second from the first record polled to the last commit.
+        public var committedPerSecond: Double? {
+            guard let first = firstRecordAt, let last = lastCommitAt, last > first else { return nil }
+            let d = (last - first).components
+            return Double(committedRecords) / (Double(d.seconds) + Double(d.attoseconds) / 1e18)
+        }
     }
 
     private let state = Mutex(Snapshot())
@@ -183,6 +193,10 @@ public final class BulkLane: Service, Sendable {
                 if !paused.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
                 continue
             }
+            if statistics.snapshot.firstRecordAt == nil {
+                let now = ContinuousClock.now
+                statistics.update { $0.firstRecordAt = now }
+            }
             let unknown = router.unknownVINs(in: batch)
             if !unknown.isEmpty {
                 let loaded = try await retrying("load consent") { try await self.store.consent(for: unknown) }
@@ -217,6 +231,7 @@ public final class BulkLane: Service, Sendable {
             s.inFlight -= 1
             s.lastStoreMs = storeMs
             s.committedRecords += prepared.tally.records
+            s.lastCommitAt = .now
         }
     }
 

@@ -219,7 +219,8 @@ struct RunDisplay: Service {
     }
 
     static func summary(_ s: PipelineStatistics.Snapshot) -> String {
-        var lines = ["run: \(grouped(s.committedRecords)) records committed in \(s.batches) batches"]
+        var lines = ["run: \(grouped(s.committedRecords)) records committed in \(s.batches) batches"
+            + (s.committedPerSecond.map { ", \(grouped(Int($0))) records/s from the first record to the last commit" } ?? "")]
         lines.append("  by kind: " + MessageKind.allCases.map { "\($0.name) \(s.tally.byKind[$0, default: 0])" }.joined(separator: ", "))
         lines.append("  stored: " + brief(s))
         if !s.tally.rejected.isEmpty {

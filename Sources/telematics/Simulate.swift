@@ -116,6 +116,7 @@ struct Simulate: AsyncParsableCommand {
         let step = max(1, Int(rate / 100))
         var bucket = TokenBucket(rate: rate, burst: Double(step))
         var count = 0
+        let started = monotonicSeconds()
         while !stop() {
             let n = limit.map { min(step, $0 - count) } ?? step
             if n <= 0 { break }
@@ -133,7 +134,10 @@ struct Simulate: AsyncParsableCommand {
                 while try !enqueue() { await producer.waitForQueueSpace() }
             }
             count += n
-            progress.update(count)
+            // Lag: records the schedule says should be out by now but are not
+            // (the producer or this machine cannot keep the rate).
+            let behind = Int(rate * (monotonicSeconds() - started)) - count
+            progress.update(count, detail: "target \(Int(rate))/s, behind schedule \(max(0, behind)), awaiting acks \(producer.pendingCount)")
         }
         progress.finish(count)
         let summary = await deliveries.wait()

@@ -34,24 +34,25 @@ final class Progress {
     }
 
     /// Redraws the line at most four times a second.
-    func update(_ done: Int, bytes: UInt64? = nil) {
+    func update(_ done: Int, bytes: UInt64? = nil, detail: @autoclosure () -> String? = nil) {
         guard enabled else { return }
         let now = monotonicSeconds()
         guard now - lastShown >= 0.25 else { return }
         lastShown = now
-        show(done, bytes: bytes, now: now, final: false)
+        show(done, bytes: bytes, detail: detail(), now: now, final: false)
     }
 
     /// Draws the final line.
     func finish(_ done: Int, bytes: UInt64? = nil) {
         guard enabled else { return }
-        show(done, bytes: bytes, now: monotonicSeconds(), final: true)
+        show(done, bytes: bytes, detail: nil, now: monotonicSeconds(), final: true)
     }
 
-    private func show(_ done: Int, bytes: UInt64?, now: Double, final: Bool) {
+    private func show(_ done: Int, bytes: UInt64?, detail: String?, now: Double, final: Bool) {
         let elapsed = max(now - started, 1e-9)
         var line = "\r\(label): \(done) \(unit), \(Int(Double(done) / elapsed)) \(unit)/s"
         if let bytes { line += ", \(bytes >> 20) MiB read" }
+        if let detail { line += ", " + detail }
         line += ", \(Int(elapsed)).\(Int(elapsed * 10) % 10) s"
         line += final ? "\u{1B}[K\n" : "\u{1B}[K"
         writeStandardError(line)

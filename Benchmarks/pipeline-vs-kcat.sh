@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Measures the pipeline end to end against kcat reading the same topics, in
+# one run: a `telematics broker` on loopback is loaded with a capture, then
+#   kcat      -C in a fresh group, every ingress topic to the end (the peer)
+#   pipeline  `telematics run --brokers ... --sqlite` (and --postgres with --postgres)
+# each in a fresh consumer group, interleaved over --runs. Writes
+# Benchmarks/report/pipeline.md and pipeline.json (git-ignored).
+#
+#   Benchmarks/pipeline-vs-kcat.sh [--records N] [--runs R] [--postgres] [--no-build]
+#   (env RECORDS default 1000000, RUNS default 1, DATA_DIR default Benchmarks/data)
+#
+# Rates: kcat from its wall clock (start-up and group join included, which
+# flatters the pipeline a little less than it flatters kcat); the pipeline
+# from its own summary, first record polled to last commit (group join and
+# the idle wait of --exit-when-idle excluded). Peak memory from /usr/bin/time.
+# Targets (issue 4): pipeline >= 50% of kcat with SQLite, >= 30% with PostgreSQL.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RECORDS="${RECORDS:-1000000}"
+RUNS="${RUNS:-1}"
+DATA_DIR="${DATA_DIR:-$ROOT/Benchmarks/data}"
+POSTGRES=0
+SKIP_BUILD=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --records) RECORDS="$2"; shift 2 ;;
+    --runs) RUNS="$2"; shift 2 ;;
+    --postgres) POSTGRES=1; shift ;;
+    --no-build) SKIP_BUILD=1; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "unknown option: $1" >&2; exit 2 ;;
+  esac
+done
+log() { echo "== $*" >&2; }
+die() { echo "error: $*" >&2; exit 1; }
+
+mkdir -p "$DATA_DIR" "$ROOT/Benchmarks/report"
+BIN="$ROOT/.build-bench/release/telematics"
+if [[ "$SKIP_BUILD" == 0 ]]; then
+  log "building telematics (release, .build-bench)"
+  (cd "$ROOT" && swift build -c release --product telematics --scratch-path .build-bench >&2)
+fi
+[[ -x "$BIN" ]] || die "no $BIN"
+command -v kcat >/dev/null || die "kcat is not installed (Deploy/setup.sh installs it)"
+
+CAPTURE="$DATA_DIR/pipeline-$RECORDS.tmcap"
+if [[ ! -f "$CAPTURE" ]]; then
+  log "simulating $RECORDS records into $CAPTURE"
+  "$BIN" simulate --vehicles 20000 --records "$RECORDS" --rate 100000000 --seed 7 --out "$CAPTURE.tmp" >&2
+  mv "$CAPTURE.tmp" "$CAPTURE"
+fi
+
+WORK="$(mktemp -d)"
+cleanup() {
+  [[ -n "${BROKER_PID:-}" ]] && kill "$BROKER_PID" 2>/dev/null || true
+  [[ -n "${PG_DIR:-}" ]] && runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$PG_DIR" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log "starting telematics broker"
+"$BIN" broker --brokers 1 --partitions 12 > "$WORK/broker.out" 2>/dev/null &
+BROKER_PID=$!
+for _ in $(seq 50); do [[ -s "$WORK/broker.out" ]] && break; sleep 0.1; done
+BOOTSTRAP="$(head -n 1 "$WORK/broker.out")"
+[[ -n "$BOOTSTRAP" ]] || die "the broker printed no bootstrap servers"
+log "loading $CAPTURE into $BOOTSTRAP"
+"$BIN" produce --brokers "$BOOTSTRAP" "$CAPTURE" >&2
+TOPICS=(telematics.teleservice telematics.hv-warn telematics.rtti telematics.charging telematics.consent)
+
+PG_URL=""
+if [[ "$POSTGRES" == 1 ]]; then
+  PG_DIR="$WORK/pg"; mkdir -p "$PG_DIR"; chown postgres "$WORK" "$PG_DIR"
+  PORT=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
+  runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb -D "$PG_DIR" -A trust -U telematics >/dev/null
+  runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$PG_DIR" -o "-p $PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=on" -l "$PG_DIR/log" start >/dev/null
+  PG_URL="postgres://telematics@127.0.0.1:$PORT/postgres"
+fi
+
+RAW="$WORK/runs.jsonl"; : > "$RAW"
+for ((run = 1; run <= RUNS; run++)); do
+  log "kcat run $run"
+  t0=$(date +%s.%N)
+  n=$(kcat -b "$BOOTSTRAP" -G "kcat-$run-$RANDOM" -C -o beginning -e -q -f '%o\n' "${TOPICS[@]}" 2>/dev/null | wc -l)
+  t1=$(date +%s.%N)
+  echo "{\"tool\":\"kcat\",\"run\":$run,\"records\":$n,\"seconds\":$(python3 -c "print($t1-$t0)"),\"peak_kb\":null}" >> "$RAW"
+  stores=("sqlite")
+  [[ "$POSTGRES" == 1 ]] && stores+=("postgres")
+  for store in "${stores[@]}"; do
+    log "pipeline ($store) run $run"
+    args=(run --brokers "$BOOTSTRAP" --group "bench-$store-$run-$RANDOM" --secrets "$WORK/secrets" --exit-when-idle 3 --log-level error)
+    if [[ "$store" == sqlite ]]; then args+=(--sqlite "$WORK/sqlite-$run"); else args+=(--postgres "$PG_URL"); fi
+    /usr/bin/time -f "%M" -o "$WORK/time" "$BIN" "${args[@]}" 2> "$WORK/run.err" || die "pipeline ($store) failed: $(tail -5 "$WORK/run.err")"
+    python3 - "$WORK/run.err" "$WORK/time" "$store" "$run" >> "$RAW" <<'PY'
+import json, re, sys
+err, peak, store, run = open(sys.argv[1]).read(), open(sys.argv[2]).read().split()[-1], sys.argv[3], int(sys.argv[4])
+m = re.search(r"run: ([\d,]+) records committed in \d+ batches, ([\d,]+) records/s", err)
+if not m:
+    sys.exit("no summary in the pipeline's output:\n" + err[-2000:])
+records, rate = int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))
+print(json.dumps({"tool": "pipeline-" + store, "run": run, "records": records, "seconds": records / rate, "peak_kb": int(peak)}))
+PY
+    if [[ "$store" == postgres ]]; then psql "$PG_URL" -q -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public;" >/dev/null; fi
+  done
+done
+
+python3 - "$RAW" "$RECORDS" "$ROOT/Benchmarks/report" <<'EOF2'
+import datetime, json, os, sys
+raw, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+runs = [json.loads(l) for l in open(raw)]
+for r in runs:
+    if r["records"] != n:
+        sys.exit(f'error: {r["tool"]} run {r["run"]} saw {r["records"]} records, expected {n}')
+    r["rps"] = r["records"] / r["seconds"]
+tools = sorted({r["tool"] for r in runs}, key=lambda t: (t != "kcat", t))
+best = {t: max(r["rps"] for r in runs if r["tool"] == t) for t in tools}
+peak = {t: max((r["peak_kb"] or 0) for r in runs if r["tool"] == t) for t in tools}
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+md = ["# pipeline vs kcat", "", f"- date: {now}; machine: {os.cpu_count()} CPUs, {cpu}", f"- {n} simulated records on a `telematics broker` (mock cluster, 12 partitions per topic)", "",
+      "| tool | records/s (best) | ratio to kcat | peak memory |", "| --- | ---: | ---: | ---: |"]
+for t in tools:
+    md.append(f"| {t} | {best[t]:,.0f} | {best[t] / best['kcat']:.2f} | {peak[t] / 1024:.0f} MiB |" if peak[t] else f"| {t} | {best[t]:,.0f} | 1.00 | - |")
+targets = {"pipeline-sqlite": 0.5, "pipeline-postgres": 0.3}
+md += ["", "| target | measured | wanted | result |", "| --- | ---: | ---: | --- |"]
+for t, want in targets.items():
+    if t in best:
+        got = best[t] / best["kcat"]
+        md.append(f"| {t} / kcat | {got:.2f} | >= {want} | {'PASS' if got >= want else 'FAIL'} |")
+text = "\n".join(md) + "\n"
+open(os.path.join(out, "pipeline.md"), "w").write(text)
+json.dump({"date": now, "records": n, "runs": runs, "best_records_per_second": best}, open(os.path.join(out, "pipeline.json"), "w"), indent=1)
+print(text)
+EOF2

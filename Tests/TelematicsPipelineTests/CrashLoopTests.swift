@@ -1,0 +1,90 @@
+import FleetSimulator
+import Foundation
+import Testing
+import TelematicsKafka
+import TelematicsStores
+import TelematicsTestSupport
+import TelematicsWire
+
+/// A `telematics broker` process: the cluster outlives the pipeline processes killed around it.
+private final class BrokerProcess {
+    let process: Process
+    let bootstrap: String
+
+    init(partitions: Int) throws {
+        let out = Pipe()
+        process = try TelematicsBinary.start(["broker", "--brokers", "1", "--partitions", String(partitions)], stdout: out)
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        bootstrap = String(decoding: line.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+    }
+
+    deinit {
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+@Suite("Pipeline processes killed with SIGKILL", .serialized, .enabled(if: TelematicsBinary.url != nil, "the telematics binary is not built"))
+struct CrashLoopTests {
+    @Test("pipeline processes SIGKILLed at staggered moments and restarted until done store exactly what an uninterrupted run stores")
+    func sigkillLoop() async throws {
+        let broker = try BrokerProcess(partitions: 4)
+        #expect(broker.bootstrap.hasPrefix("127.0.0.1:"))
+        // No consent messages: the outcome must not depend on how topics interleave.
+        var configuration = FleetSimulator.Configuration(vehicles: 200, seed: 21)
+        configuration.mix = FleetSimulator.Mix(rtti: 70, teleservice: 15, charging: 14, consent: 0, hvWarn: 1)
+        var fleet = try FleetSimulator(configuration: configuration)
+        let records = (0..<6_000).map { _ in fleet.next() }
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrap: KafkaBootstrap(broker.bootstrap)))
+        _ = try await producer.send(records.map { KafkaProducerMessage(topic: $0.kind.defaultTopic, key: $0.key, value: $0.value) })
+        try await producer.close()
+
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tm-kill-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let secrets = root + "/secrets"  // the same keys for both runs, so pseudonyms agree
+        func run(group: String, sqlite: String) throws -> Process {
+            try TelematicsBinary.start([
+                "run", "--brokers", broker.bootstrap, "--group", group, "--sqlite", sqlite, "--secrets", secrets,
+                "--batch-size", "200", "--exit-when-idle", "4", "--log-level", "error",
+            ])
+        }
+
+        // Killed at staggered moments, restarted each time, then left to finish.
+        for (round, delay) in [3.0, 5.5, 4.0, 7.0].enumerated() {
+            let p = try run(group: "killed", sqlite: root + "/killed")
+            try await Task.sleep(for: .seconds(delay))
+            #expect(p.isRunning, "round \(round): still running when killed")
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            #expect(p.terminationReason == .uncaughtSignal)
+        }
+        // The kills fell while records were being stored: some, not all, are there.
+        let partialStore = try await SQLiteStore(directory: root + "/killed")
+        let partial = try await partialStore.stats()
+        await partialStore.close()
+        #expect(partial.probePoints > 0, "something was stored between the kills")
+
+        let last = try run(group: "killed", sqlite: root + "/killed")
+        last.waitUntilExit()
+        #expect(last.terminationStatus == 0)
+
+        let clean = try run(group: "clean", sqlite: root + "/clean")
+        clean.waitUntilExit()
+        #expect(clean.terminationStatus == 0)
+
+        let killedStore = try await SQLiteStore(directory: root + "/killed")
+        let cleanStore = try await SQLiteStore(directory: root + "/clean")
+        let killed = try await killedStore.stats()
+        let expected = try await cleanStore.stats()
+        await killedStore.close()
+        await cleanStore.close()
+        #expect(expected.teleserviceCalls > 0 && expected.probePoints > 0 && expected.chargeSessions > 0)
+        #expect(killed == expected, "after four SIGKILLs: \(killed); uninterrupted: \(expected)")
+        #expect(partial.probePoints < expected.probePoints, "the kills came before the end")
+    }
+}
