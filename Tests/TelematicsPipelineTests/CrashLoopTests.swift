@@ -51,13 +51,35 @@ struct CrashLoopTests {
             try TelematicsBinary.start([
                 "run", "--brokers", broker.bootstrap, "--group", group, "--sqlite", sqlite, "--secrets", secrets,
                 "--batch-size", "200", "--exit-when-idle", "4", "--log-level", "error",
+                // A killed member holds its partitions until its session times out.
+                "--kafka-property", "session.timeout.ms=6000",
             ])
         }
 
-        // Killed at staggered moments, restarted each time, then left to finish.
-        for (round, delay) in [3.0, 5.5, 4.0, 7.0].enumerated() {
+        /// Probe points stored so far, read beside the running pipeline (WAL allows a reader).
+        func storedPoints(_ dir: String) -> Int {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["sqlite3", "-readonly", dir + "/telematics.sqlite", "SELECT count(*) FROM probe_points"]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            guard (try? p.run()) != nil else { return 0 }
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        }
+
+        // Killed while storing (once new rows appear, at staggered moments
+        // after that), restarted each time, then left to finish.
+        for (round, extra) in [0, 400, 150, 900].enumerated() {
+            let before = storedPoints(root + "/killed")
             let p = try run(group: "killed", sqlite: root + "/killed")
-            try await Task.sleep(for: .seconds(delay))
+            let deadline = Date().addingTimeInterval(60)
+            while storedPoints(root + "/killed") <= before && p.isRunning && Date() < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            try await Task.sleep(for: .milliseconds(extra))
             #expect(p.isRunning, "round \(round): still running when killed")
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
