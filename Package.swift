@@ -89,9 +89,14 @@ let package = Package(
             ]
         ),
 
-        // What several test suites share: running the built `telematics` binary.
+        // What several test suites share: running the built `telematics` binary,
+        // and a throwaway PostgreSQL server with a fresh database per test.
         .target(
             name: "TelematicsTestSupport",
+            dependencies: [
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/TelematicsTestSupport"
         ),
         .testTarget(
@@ -115,9 +120,10 @@ let package = Package(
         .testTarget(
             name: "TelematicsStoresTests",
             dependencies: [
-                "TelematicsStores", "TelematicsWire",
-                // The tests create a database per test on the throwaway server.
+                "TelematicsStores", "TelematicsWire", "TelematicsTestSupport",
+                // The schema-upgrade tests write version-1 databases directly.
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ]
         ),
 

@@ -36,6 +36,18 @@ public struct BatchTally: Sendable {
         alerts += other.alerts
         hazards += other.hazards
     }
+
+    /// This tally as counter deltas (``PipelineCounter`` names), zeros left
+    /// out: what the router knows; the store adds stored and duplicates.
+    public var counters: [String: Int] {
+        var out: [String: Int] = [:]
+        for (kind, n) in byKind where n != 0 { out[PipelineCounter.processed("\(kind.name)")] = n }
+        for (code, n) in rejected where n != 0 { out[PipelineCounter.rejected(code.rawValue)] = n }
+        for (reason, n) in droppedForConsent where n != 0 { out[PipelineCounter.dropped(reason)] = n }
+        if alerts != 0 { out[PipelineCounter.alerts] = alerts }
+        if hazards != 0 { out[PipelineCounter.hazards] = hazards }
+        return out
+    }
 }
 
 /// Applies RULES.md to decoded records and collects their effects.
@@ -102,6 +114,9 @@ final class BatchRouter {
                     headers: DeadLetter.headers(error: error, topic: topicName, partition: record.partition, offset: record.offset)))
             }
         }
+        // Committed with the batch's data, so they agree with it after a crash;
+        // a redelivered batch is counted again (StoreBatch explains why).
+        prepared.store.counters = prepared.tally.counters
         return prepared
     }
 

@@ -46,6 +46,8 @@ protocol BatchWriter: Sendable {
     func addToAggregates(_ sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) async throws
     /// Adds these counts to the histogram buckets (one entry per key).
     func addToBuckets(_ buckets: [(TrafficDelta.BucketKey, Int)]) async throws
+    /// Adds these deltas to the named counters (one entry per name), creating them at 0.
+    func addToCounters(_ deltas: [(String, Int)]) async throws
 }
 
 /// Which consent changes of a batch take effect: the pure part of the
@@ -164,6 +166,16 @@ func applyBatch(_ batch: StoreBatch, with writer: some BatchWriter) async throws
                 delta.buckets.sorted { ($0.key.key, $0.key.bucket) < ($1.key.key, $1.key.bucket) }.map { ($0.key, $0.value) })
         }
     }
+
+    // 5. Counters: the pipeline's deltas plus what only this apply knows
+    // (stored, duplicates, cases, deletions), in this transaction so that
+    // they roll back with a failed batch. Last, because every instance on
+    // one PostgreSQL updates the same few rows: their locks are then held
+    // only until the commit. Sorted names: a fixed lock order, no deadlock.
+    var counters = batch.counters
+    counters.merge(result.counters, uniquingKeysWith: +)
+    let deltas = counters.filter { $0.value != 0 }.sorted { $0.key < $1.key }
+    if !deltas.isEmpty { try await writer.addToCounters(deltas) }
     return result
 }
 

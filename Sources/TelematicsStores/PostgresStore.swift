@@ -153,7 +153,18 @@ public actor PostgresStore: TelematicsStore {
     /// Applies the batch in one transaction; rolls back on any error.
     public func apply(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult {
         if batch.isEmpty { return StoreBatchResult() }
-        return try await run("apply") { writer in
+        // Once begun, a transaction runs to COMMIT or ROLLBACK even if the
+        // caller is cancelled meanwhile: a cancelled query would skip the
+        // ROLLBACK and leave the connection inside an open transaction.
+        // An unstructured task does not inherit the caller's cancellation.
+        let outcome = await Task { () async -> Result<StoreBatchResult, StoreError> in
+            do throws(StoreError) { return .success(try await self.applyInTransaction(batch)) } catch { return .failure(error) }
+        }.value
+        return try outcome.get()
+    }
+
+    private func applyInTransaction(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult {
+        try await run("apply") { writer in
             try await writer.execute("BEGIN")
             do {
                 let result = try await applyBatch(batch, with: writer)
@@ -228,6 +239,24 @@ public actor PostgresStore: TelematicsStore {
         }
     }
 
+    /// Cases across vehicles, newest first, in one indexed query.
+    public func maintenanceCases(partner: String?, openOnly: Bool, limit: Int) async throws(StoreError) -> [MaintenanceCase] {
+        try await run("maintenanceCases") { writer in
+            var binds = PostgresBindings()
+            var conditions: [String] = []
+            if let partner {
+                binds.append(partner)
+                conditions.append("service_partner_id = $\(binds.count)")
+            }
+            if openOnly { conditions.append("state <> 'closed'") }
+            binds.append(Int64(max(0, limit)))
+            let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+            return try await writer.cases(
+                "SELECT \(PostgresWriter.caseColumns) FROM maintenance_cases\(filter) ORDER BY case_id DESC LIMIT $\(binds.count)",
+                binds)
+        }
+    }
+
     /// The vehicle's sessions by start time.
     public func chargeSessions(_ vin: VIN) async throws(StoreError) -> [ChargeSessionRecord] {
         try await run("chargeSessions") { writer in
@@ -279,6 +308,41 @@ public actor PostgresStore: TelematicsStore {
                 out.append(TrafficAggregate(
                     tile: tile, minuteMs: minute, pointCount: Int(points), vehicleCount: Int(vehicles), speedSumDkmh: sum,
                     histogram: histograms[minute] ?? SpeedHistogram()))
+            }
+            return out
+        }
+    }
+
+    /// Aggregates of every tile since `sinceMinute`, newest first: one query
+    /// (the aggregates joined to their buckets), so one consistent snapshot.
+    public func trafficAggregates(sinceMinute: Int64, limit: Int) async throws(StoreError) -> [TrafficAggregate] {
+        try await run("trafficAggregates") { writer in
+            var binds = PostgresBindings()
+            binds.append(sinceMinute)
+            binds.append(Int64(max(0, limit)))
+            var out: [TrafficAggregate] = []
+            for try await (tile, minute, points, vehicles, sum, bucket, count) in try await writer.query(
+                Schema.recentTrafficQuery(placeholder: { "$\($0)" }), binds
+            ).decode((Int64, Int64, Int64, Int64, Int64, Int32?, Int64?).self) {
+                if out.last?.tile != tile || out.last?.minuteMs != minute {
+                    out.append(TrafficAggregate(
+                        tile: tile, minuteMs: minute, pointCount: Int(points), vehicleCount: Int(vehicles), speedSumDkmh: sum,
+                        histogram: SpeedHistogram()))
+                }
+                if let bucket, let count { out[out.count - 1].histogram.add(bucket: Int(bucket), count: Int(count)) }
+            }
+            return out
+        }
+    }
+
+    /// The pipeline's counters.
+    public func counters() async throws(StoreError) -> [String: Int] {
+        try await run("counters") { writer in
+            var out: [String: Int] = [:]
+            for try await (name, value) in try await writer.query("SELECT name, value FROM pipeline_counters", PostgresBindings())
+                .decode((String, Int64).self)
+            {
+                out[name] = Int(value)
             }
             return out
         }
@@ -652,6 +716,18 @@ struct PostgresWriter: BatchWriter {
             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::integer[], $4::bigint[])
             ON CONFLICT (tile, minute_ms, bucket) DO UPDATE SET
                 point_count = traffic_speed_buckets.point_count + excluded.point_count
+            """, binds).collect()
+    }
+
+    func addToCounters(_ deltas: [(String, Int)]) async throws {
+        var binds = PostgresBindings()
+        binds.append(deltas.map(\.0))
+        binds.append(deltas.map { Int64($0.1) })
+        _ = try await query(
+            """
+            INSERT INTO pipeline_counters (name, value)
+            SELECT * FROM UNNEST($1::text[], $2::bigint[])
+            ON CONFLICT (name) DO UPDATE SET value = pipeline_counters.value + excluded.value
             """, binds).collect()
     }
 }

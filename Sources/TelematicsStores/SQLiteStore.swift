@@ -114,7 +114,18 @@ public actor SQLiteStore: TelematicsStore {
     /// Applies the batch in one `BEGIN IMMEDIATE ... COMMIT`; rolls back on any error.
     public func apply(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult {
         if batch.isEmpty { return StoreBatchResult() }
-        return try await run("apply") { connection in
+        // Once begun, a transaction runs to COMMIT or ROLLBACK even if the
+        // caller is cancelled meanwhile: a cancelled query would skip the
+        // ROLLBACK and leave the connection inside an open transaction.
+        // An unstructured task does not inherit the caller's cancellation.
+        let outcome = await Task { () async -> Result<StoreBatchResult, StoreError> in
+            do throws(StoreError) { return .success(try await self.applyInTransaction(batch)) } catch { return .failure(error) }
+        }.value
+        return try outcome.get()
+    }
+
+    private func applyInTransaction(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult {
+        try await run("apply") { connection in
             _ = try await connection.query("BEGIN IMMEDIATE")
             do {
                 let result = try await applyBatch(batch, with: SQLiteWriter(connection: connection))
@@ -182,6 +193,24 @@ public actor SQLiteStore: TelematicsStore {
         }
     }
 
+    /// Cases across vehicles, newest first, in one indexed query.
+    public func maintenanceCases(partner: String?, openOnly: Bool, limit: Int) async throws(StoreError) -> [MaintenanceCase] {
+        try await run("maintenanceCases") { connection in
+            var conditions: [String] = []
+            var binds: [SQLiteData] = []
+            if let partner {
+                conditions.append("service_partner_id = ?")
+                binds.append(.text(partner))
+            }
+            if openOnly { conditions.append("state <> 'closed'") }
+            binds.append(.integer(max(0, limit)))
+            let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+            return try await connection.query(
+                "SELECT \(SQLiteWriter.caseColumns) FROM maintenance_cases\(filter) ORDER BY case_id DESC LIMIT ?", binds
+            ).map(SQLiteWriter.maintenanceCase)
+        }
+    }
+
     /// The vehicle's sessions by start time.
     public func chargeSessions(_ vin: VIN) async throws(StoreError) -> [ChargeSessionRecord] {
         try await run("chargeSessions") { connection in
@@ -227,6 +256,39 @@ public actor SQLiteStore: TelematicsStore {
                     tile: tile, minuteMs: minute, pointCount: Int(try r.int64(1)), vehicleCount: Int(try r.int64(2)),
                     speedSumDkmh: try r.int64(3), histogram: histograms[minute] ?? SpeedHistogram())
             }
+        }
+    }
+
+    /// Aggregates of every tile since `sinceMinute`, newest first: one query
+    /// (the aggregates joined to their buckets), so one consistent snapshot.
+    public func trafficAggregates(sinceMinute: Int64, limit: Int) async throws(StoreError) -> [TrafficAggregate] {
+        try await run("trafficAggregates") { connection in
+            let rows = try await connection.query(Schema.recentTrafficQuery(placeholder: { _ in "?" }),
+                                                  [.integer(Int(sinceMinute)), .integer(max(0, limit))])
+            var out: [TrafficAggregate] = []
+            for row in rows {
+                let r = SQLiteRowReader(row)
+                let tile = try r.int64(0), minute = try r.int64(1)
+                if out.last?.tile != tile || out.last?.minuteMs != minute {
+                    out.append(TrafficAggregate(
+                        tile: tile, minuteMs: minute, pointCount: Int(try r.int64(2)), vehicleCount: Int(try r.int64(3)),
+                        speedSumDkmh: try r.int64(4), histogram: SpeedHistogram()))
+                }
+                if !r.isNull(5) { out[out.count - 1].histogram.add(bucket: Int(try r.int64(5)), count: Int(try r.int64(6))) }
+            }
+            return out
+        }
+    }
+
+    /// The pipeline's counters.
+    public func counters() async throws(StoreError) -> [String: Int] {
+        try await run("counters") { connection in
+            var out: [String: Int] = [:]
+            for row in try await connection.query("SELECT name, value FROM pipeline_counters") {
+                let r = SQLiteRowReader(row)
+                out[try r.text(0)] = Int(try r.int64(1))
+            }
+            return out
         }
     }
 
@@ -560,6 +622,15 @@ struct SQLiteWriter: BatchWriter {
             INSERT INTO traffic_speed_buckets (tile, minute_ms, bucket, point_count) VALUES \(Self.values($0, 4))
             ON CONFLICT (tile, minute_ms, bucket) DO UPDATE SET
                 point_count = traffic_speed_buckets.point_count + excluded.point_count
+            """
+        }
+    }
+
+    func addToCounters(_ deltas: [(String, Int)]) async throws {
+        _ = try await chunked(deltas.map { [.text($0.0), .int($0.1)] }) {
+            """
+            INSERT INTO pipeline_counters (name, value) VALUES \(Self.values($0, 2))
+            ON CONFLICT (name) DO UPDATE SET value = pipeline_counters.value + excluded.value
             """
         }
     }

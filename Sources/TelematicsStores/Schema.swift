@@ -14,11 +14,18 @@
 /// - `traffic_aggregates`, `traffic_speed_buckets`: per (tile, minute), no
 ///   vehicle reference; `traffic_vehicles` (tile, minute, pseudonym) only
 ///   makes the distinct-vehicle count idempotent.
+/// - `pipeline_counters` (version 2): running totals of the pipeline
+///   (`processed.rtti_probe`, `stored.probe_point`, ...), added to in the
+///   transaction of the batch they describe, so they agree with the data.
+///
+/// Version 2 also indexes the cross-vehicle reads of the `query` command:
+/// maintenance cases by service partner, traffic aggregates by minute.
 enum Schema {
     /// The version this code writes.
-    static let version = 1
+    static let version = 2
 
-    /// Migrations of SQLite, by version (index 0 is version 1).
+    /// Migrations of SQLite, by version (index 0 is version 1). A migration
+    /// is never edited once released: existing databases ran it already.
     static let sqlite: [[String]] = [[
         """
         CREATE TABLE consents (
@@ -90,6 +97,12 @@ enum Schema {
             tile INTEGER NOT NULL, minute_ms INTEGER NOT NULL, pseudonym TEXT NOT NULL,
             PRIMARY KEY (tile, minute_ms, pseudonym))
         """,
+    ], [
+        // Version 2: counters, and indexes for the reads across vehicles and tiles.
+        "CREATE TABLE pipeline_counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+        // (partner, case_id): a workshop's cases newest first without a sort.
+        "CREATE INDEX maintenance_cases_partner ON maintenance_cases (service_partner_id, case_id)",
+        "CREATE INDEX traffic_aggregates_minute ON traffic_aggregates (minute_ms)",
     ]]
 
     /// Migrations of PostgreSQL, by version (index 0 is version 1).
@@ -165,6 +178,10 @@ enum Schema {
             tile bigint NOT NULL, minute_ms bigint NOT NULL, pseudonym text NOT NULL,
             PRIMARY KEY (tile, minute_ms, pseudonym))
         """,
+    ], [
+        "CREATE TABLE pipeline_counters (name text PRIMARY KEY, value bigint NOT NULL)",
+        "CREATE INDEX maintenance_cases_partner ON maintenance_cases (service_partner_id, case_id)",
+        "CREATE INDEX traffic_aggregates_minute ON traffic_aggregates (minute_ms)",
     ]]
 
     /// Tables counted by `stats()`, with the counting SQL.
@@ -176,4 +193,18 @@ enum Schema {
                (SELECT count(*) FROM traffic_aggregates), (SELECT count(*) FROM traffic_vehicles),
                (SELECT count(*) FROM traffic_speed_buckets)
         """
+
+    /// The newest aggregates across tiles since a minute, each joined to its
+    /// histogram buckets (one row per bucket, or one with NULL bucket):
+    /// parameter 1 is the first minute, 2 the most aggregates. Rows come
+    /// grouped by aggregate, newest minute first, then by tile.
+    static func recentTrafficQuery(placeholder: (Int) -> String) -> String {
+        """
+        SELECT a.tile, a.minute_ms, a.point_count, a.vehicle_count, a.speed_sum_dkmh, b.bucket, b.point_count
+        FROM (SELECT tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh FROM traffic_aggregates
+              WHERE minute_ms >= \(placeholder(1)) ORDER BY minute_ms DESC, tile LIMIT \(placeholder(2))) AS a
+        LEFT JOIN traffic_speed_buckets AS b ON b.tile = a.tile AND b.minute_ms = a.minute_ms
+        ORDER BY a.minute_ms DESC, a.tile, b.bucket
+        """
+    }
 }

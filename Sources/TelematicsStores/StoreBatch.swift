@@ -192,8 +192,14 @@ public struct ProbePoint: Hashable, Sendable {
 
 /// Everything one batch of records causes in the stores. A store applies it
 /// in one transaction (all or nothing) in the order of the properties, and
-/// every write is idempotent: applying the same batch again (redelivery
-/// after a crash) changes nothing.
+/// every data write is idempotent: applying the same batch again
+/// (redelivery after a crash) changes no data.
+///
+/// The ``counters`` are the exception by design: they are deltas, added in
+/// the same transaction, so a redelivered batch is counted again under
+/// `processed.*` (and its records under `duplicates.*`, as the store finds
+/// them already present). The counters say what the pipeline did, not how
+/// many distinct records exist; ``TelematicsStore/stats()`` says the latter.
 public struct StoreBatch: Sendable {
     /// Consent states, in the order they were read.
     public var consentChanges: [ConsentChange]
@@ -203,27 +209,72 @@ public struct StoreBatch: Sendable {
     public var chargeSessions: [ChargeSessionRecord]
     /// Pseudonymised RTTI points.
     public var probePoints: [ProbePoint]
+    /// Deltas of the pipeline's running totals, by name (see
+    /// ``PipelineCounter``), added to `pipeline_counters` in the batch's
+    /// transaction. The store adds the names it alone can know
+    /// (``StoreBatchResult/counters``) to these itself.
+    public var counters: [String: Int]
 
     /// A batch from its parts; all empty by default.
     public init(
         consentChanges: [ConsentChange] = [], teleserviceCalls: [TeleserviceCallRecord] = [],
-        chargeSessions: [ChargeSessionRecord] = [], probePoints: [ProbePoint] = []
+        chargeSessions: [ChargeSessionRecord] = [], probePoints: [ProbePoint] = [], counters: [String: Int] = [:]
     ) {
         self.consentChanges = consentChanges
         self.teleserviceCalls = teleserviceCalls
         self.chargeSessions = chargeSessions
         self.probePoints = probePoints
+        self.counters = counters
     }
 
     /// Nothing to write: a store returns at once without a transaction.
+    /// A batch of counters alone (say, only rejected records) is not empty:
+    /// its counts must become durable with its offsets.
     public var isEmpty: Bool {
         consentChanges.isEmpty && teleserviceCalls.isEmpty && chargeSessions.isEmpty && probePoints.isEmpty
+            && counters.values.allSatisfy { $0 == 0 }
     }
 
     /// Records of all kinds in the batch.
     public var count: Int {
         consentChanges.count + teleserviceCalls.count + chargeSessions.count + probePoints.count
     }
+}
+
+/// Names of the pipeline's counters (`pipeline_counters.name`): a group, a
+/// dot and a member, or a bare name for the totals without members.
+public enum PipelineCounter {
+    /// `processed.<kind>`: records decoded, by kind (`rtti_probe`, ...).
+    public static func processed(_ kind: String) -> String { "processed.\(kind)" }
+    /// `rejected.<error code>`: records dead-lettered, by WIRE.md code.
+    public static func rejected(_ code: String) -> String { "rejected.\(code)" }
+    /// `dropped.<reason>`: records dropped for consent (`smart_maintenance`,
+    /// `teleservices`, `charging_history`, `rtti`).
+    public static func dropped(_ reason: String) -> String { "dropped.\(reason)" }
+    /// Call-centre alerts published (HV warn, breakdown and accident calls).
+    public static let alerts = "alerts"
+    /// Hazards published on `traffic.probes`.
+    public static let hazards = "hazards"
+    /// Teleservice calls stored for the first time.
+    public static let storedTeleserviceCall = "stored.teleservice_call"
+    /// Charge sessions stored for the first time.
+    public static let storedChargeSession = "stored.charge_session"
+    /// Probe points stored for the first time.
+    public static let storedProbePoint = "stored.probe_point"
+    /// Teleservice calls found already stored (redelivered or repeated).
+    public static let duplicateTeleserviceCall = "duplicates.teleservice_call"
+    /// Charge sessions found already stored.
+    public static let duplicateChargeSession = "duplicates.charge_session"
+    /// Probe points found already stored.
+    public static let duplicateProbePoint = "duplicates.probe_point"
+    /// Maintenance cases opened.
+    public static let casesOpened = "cases.opened"
+    /// Maintenance cases updated (partner re-notified).
+    public static let casesUpdated = "cases.updated"
+    /// Maintenance cases closed.
+    public static let casesClosed = "cases.closed"
+    /// Charge sessions deleted because consent took the charging history away.
+    public static let deletedChargeSessionsByConsent = "deleted.charge_session_by_consent"
 }
 
 /// What applying a batch did: per kind, what was new and what was already
@@ -258,6 +309,24 @@ public struct StoreBatchResult: Hashable, Sendable {
 
     /// An empty result.
     public init() {}
+
+    /// The counters only the store can know, from this result: stored,
+    /// duplicates, cases and deletions. Zeros left out.
+    public var counters: [String: Int] {
+        let all: [(String, Int)] = [
+            (PipelineCounter.storedTeleserviceCall, callsInserted),
+            (PipelineCounter.storedChargeSession, sessionsInserted),
+            (PipelineCounter.storedProbePoint, probePointsInserted),
+            (PipelineCounter.duplicateTeleserviceCall, callsAlreadyPresent),
+            (PipelineCounter.duplicateChargeSession, sessionsAlreadyPresent),
+            (PipelineCounter.duplicateProbePoint, probePointsAlreadyPresent),
+            (PipelineCounter.casesOpened, casesOpened),
+            (PipelineCounter.casesUpdated, casesUpdated),
+            (PipelineCounter.casesClosed, casesClosed),
+            (PipelineCounter.deletedChargeSessionsByConsent, sessionsDeletedByConsent),
+        ]
+        return Dictionary(uniqueKeysWithValues: all.filter { $0.1 != 0 })
+    }
 
     /// Whether the batch wrote anything: false for a pure redelivery.
     public var wroteAnything: Bool {

@@ -12,7 +12,10 @@ public protocol TelematicsStore: Sendable {
     var backend: StoreBackend { get }
 
     /// Applies everything one batch causes in one transaction: all of it or,
-    /// on error, none of it. Applying the same batch again changes nothing.
+    /// on error, none of it, the batch's ``StoreBatch/counters`` and the
+    /// counters of its result (``StoreBatchResult/counters``) included.
+    /// Applying the same batch again changes no data; it only counts again
+    /// (`processed.*`, `duplicates.*`).
     func apply(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult
 
     /// The stored consent state of each of `vins` that has one (a VIN with
@@ -29,12 +32,28 @@ public protocol TelematicsStore: Sendable {
     /// The vehicle's maintenance cases, oldest first; closed ones only when asked.
     func maintenanceCases(_ vin: VIN, includeClosed: Bool) async throws(StoreError) -> [MaintenanceCase]
 
+    /// Maintenance cases across vehicles, newest first (by case id), at most
+    /// `limit`: those of one service partner when `partner` is given (an
+    /// index makes that a range scan), only the ones not closed when
+    /// `openOnly`. One query.
+    func maintenanceCases(partner: String?, openOnly: Bool, limit: Int) async throws(StoreError) -> [MaintenanceCase]
+
     /// The vehicle's stored charge sessions, by start time.
     func chargeSessions(_ vin: VIN) async throws(StoreError) -> [ChargeSessionRecord]
 
     /// Traffic aggregates of one road tile for the minutes in
     /// `fromMinute...toMinute` (both ms since the epoch, floored to the minute).
     func trafficAggregates(tile: Int64, fromMinute: Int64, toMinute: Int64) async throws(StoreError) -> [TrafficAggregate]
+
+    /// Traffic aggregates of every tile from the minute `sinceMinute` (ms
+    /// since the epoch) on, newest minute first (then by tile), at most
+    /// `limit`, with their speed histograms. One query, whatever the count.
+    func trafficAggregates(sinceMinute: Int64, limit: Int) async throws(StoreError) -> [TrafficAggregate]
+
+    /// The pipeline's running totals (`processed.rtti_probe`, ...; see
+    /// ``PipelineCounter``), as committed with the batches; a counter never
+    /// incremented is absent.
+    func counters() async throws(StoreError) -> [String: Int]
 
     /// How many raw probe points are stored.
     func probePointCount() async throws(StoreError) -> Int

@@ -6,6 +6,6 @@ struct Telematics: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "telematics",
         abstract: "Connected-vehicle telematics ingestion: decode, stream and store vehicle messages.",
-        subcommands: [Run.self, Decode.self, Broker.self, Produce.self, Simulate.self]
+        subcommands: [Run.self, Decode.self, Broker.self, Produce.self, Simulate.self, Query.self]
     )
 }

@@ -36,6 +36,9 @@ private final class SlowStore: TelematicsStore, @unchecked Sendable {
     func trafficAggregates(tile: Int64, fromMinute: Int64, toMinute: Int64) async throws(StoreError) -> [TrafficAggregate] { try await inner.trafficAggregates(tile: tile, fromMinute: fromMinute, toMinute: toMinute) }
     func probePointCount() async throws(StoreError) -> Int { try await inner.probePointCount() }
     func stats() async throws(StoreError) -> StoreStats { try await inner.stats() }
+    func maintenanceCases(partner: String?, openOnly: Bool, limit: Int) async throws(StoreError) -> [MaintenanceCase] { try await inner.maintenanceCases(partner: partner, openOnly: openOnly, limit: limit) }
+    func trafficAggregates(sinceMinute: Int64, limit: Int) async throws(StoreError) -> [TrafficAggregate] { try await inner.trafficAggregates(sinceMinute: sinceMinute, limit: limit) }
+    func counters() async throws(StoreError) -> [String: Int] { try await inner.counters() }
     func close() async { await inner.close() }
 }
 

@@ -64,6 +64,28 @@ func withStore(_ kind: StoreKind, _ body: (any TelematicsStore) async throws -> 
 /// The behaviour every store must show, run against SQLite and PostgreSQL.
 @Suite("A telematics store")
 struct StoreBehaviourTests {
+    @Test("a batch whose caller is cancelled is applied whole or not at all, and the store keeps working", arguments: StoreKind.allCases)
+    func cancelledApply(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            // Cancelled at several moments, so some land inside the transaction.
+            for (round, delay) in [0, 1, 3, 6, 12, 25].enumerated() {
+                let owner = vin(10 + round)
+                let big = StoreBatch(
+                    teleserviceCalls: (1...300).map { call(owner, UInt64($0), items: [oil(.dueSoon)]) },
+                    probePoints: (0..<20).flatMap { points("p-\(round)-\($0)", sequence: UInt64($0), count: 50, speedKmh: 60) })
+                let applying = Task { try await store.apply(big) }
+                try await Task.sleep(for: .milliseconds(delay))
+                applying.cancel()
+                _ = await applying.result
+                let calls = try await store.teleserviceCalls(owner).count
+                #expect(calls == 0 || calls == 300, "round \(round): half a batch (\(calls) calls)")
+                // The connection is not left inside a transaction: the next batch applies.
+                let next = try await store.apply(StoreBatch(teleserviceCalls: [call(vin(2), UInt64(round + 1))]))
+                #expect(next.callsInserted == 1, "round \(round)")
+            }
+        }
+    }
+
     @Test("applying the same batch twice writes nothing the second time", arguments: StoreKind.allCases)
     func idempotentBatch(kind: StoreKind) async throws {
         try await withStore(kind) { store in
