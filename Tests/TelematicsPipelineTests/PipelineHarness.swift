@@ -6,6 +6,7 @@ import Logging
 import TelematicsKafka
 import TelematicsPipeline
 import TelematicsStores
+import TelematicsTestSupport
 import TelematicsWire
 
 /// An embedded cluster with the WIRE.md topics, a SQLite store in a temporary
@@ -30,6 +31,15 @@ final class PipelineHarness: @unchecked Sendable {
     deinit { try? FileManager.default.removeItem(atPath: directory) }
 
     func openStore() async throws -> SQLiteStore { try await SQLiteStore(directory: directory) }
+
+    /// A fresh store of `backend`: SQLite in the harness directory, or a new
+    /// database on the test PostgreSQL server.
+    func openStore(_ backend: StoreBackend) async throws -> any TelematicsStore {
+        switch backend {
+        case .sqlite: try await openStore()
+        case .postgres: try await PostgresStore(url: try await TestPostgres.url())
+        }
+    }
 
     func configuration(group: String = "pipeline-test", batchSize: Int = 500) -> PipelineConfiguration {
         var consumer = KafkaConsumerConfiguration(bootstrap: cluster.bootstrap, groupID: group)

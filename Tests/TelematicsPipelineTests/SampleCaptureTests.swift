@@ -20,14 +20,14 @@ private func sample() throws -> (records: [[UInt8]], expected: [[String: Any]]) 
 
 private func int(_ any: Any?) -> Int64? { (any as? NSNumber)?.int64Value }
 
-@Suite("Pipeline: the sample capture end to end", .serialized)
+@Suite("Pipeline: the sample capture end to end, on SQLite and PostgreSQL", .serialized)
 struct SampleCaptureTests {
-    @Test("all 2000 sample records are accounted for, and what is stored equals sample.jsonl field by field")
-    func sampleEndToEnd() async throws {
+    @Test("all 2000 sample records are accounted for, and what is stored equals sample.jsonl field by field", arguments: StoreBackend.allCases)
+    func sampleEndToEnd(backend: StoreBackend) async throws {
         let (records, expected) = try sample()
         let h = try PipelineHarness(dictionaries: try ZstdDictionaries(directory: vectors.appendingPathComponent("dicts").path))
         try await h.produce(records)
-        let store = try await h.openStore()
+        let store = try await h.openStore(backend)
         let s = try await h.runLane(until: records.count, store: store)
 
         // Every record is stored, dropped for consent, or rejected: per kind, the counts add up.
@@ -88,15 +88,15 @@ struct SampleCaptureTests {
         await store.close()
     }
 
-    @Test("the same capture delivered twice stores nothing twice")
-    func deliveredTwice() async throws {
+    @Test("the same capture delivered twice stores nothing twice", arguments: StoreBackend.allCases)
+    func deliveredTwice(backend: StoreBackend) async throws {
         let (records, _) = try sample()
         let h = try PipelineHarness(dictionaries: try ZstdDictionaries(directory: vectors.appendingPathComponent("dicts").path))
         // Consent records first, so both deliveries meet the same consent state.
         let consent = records.filter { $0[3] == MessageKind.consentState.rawValue }
         let others = records.filter { $0[3] != MessageKind.consentState.rawValue }
         try await h.produce(consent)
-        let store = try await h.openStore()
+        let store = try await h.openStore(backend)
         try await h.runLane(until: consent.count, store: store)
         try await h.produce(others)
         let first = try await h.runLane(until: others.count, store: store)
