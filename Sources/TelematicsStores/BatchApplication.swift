@@ -185,3 +185,14 @@ func uniqued<T: Hashable>(_ values: [T]) -> [T] {
     return values.filter { seen.insert($0).inserted }
 }
 
+
+/// Runs a store transaction in a task the caller's cancellation does not
+/// reach: once begun, a transaction must run to COMMIT or ROLLBACK, and a
+/// cancelled query would skip the ROLLBACK and leave the connection inside an
+/// open transaction (every later batch would then fail).
+func runToCompletion<T: Sendable>(_ transaction: @escaping @Sendable () async throws(StoreError) -> T) async throws(StoreError) -> T {
+    let outcome = await Task { () async -> Result<T, StoreError> in
+        do throws(StoreError) { return .success(try await transaction()) } catch { return .failure(error) }
+    }.value
+    return try outcome.get()
+}

@@ -114,14 +114,7 @@ public actor SQLiteStore: TelematicsStore {
     /// Applies the batch in one `BEGIN IMMEDIATE ... COMMIT`; rolls back on any error.
     public func apply(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult {
         if batch.isEmpty { return StoreBatchResult() }
-        // Once begun, a transaction runs to COMMIT or ROLLBACK even if the
-        // caller is cancelled meanwhile: a cancelled query would skip the
-        // ROLLBACK and leave the connection inside an open transaction.
-        // An unstructured task does not inherit the caller's cancellation.
-        let outcome = await Task { () async -> Result<StoreBatchResult, StoreError> in
-            do throws(StoreError) { return .success(try await self.applyInTransaction(batch)) } catch { return .failure(error) }
-        }.value
-        return try outcome.get()
+        return try await runToCompletion { () async throws(StoreError) in try await self.applyInTransaction(batch) }
     }
 
     private func applyInTransaction(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult {
