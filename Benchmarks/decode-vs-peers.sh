@@ -17,7 +17,7 @@ RECORDS="${RECORDS:-1000000}"
 VEHICLES="${VEHICLES:-20000}"
 RUNS="${RUNS:-3}"
 DATA_DIR="${DATA_DIR:-$ROOT/Benchmarks/data}"
-CEILING_REPEAT="${CEILING_REPEAT:-3}" # passes inside one C run; it is cheap
+CEILING_REPEAT="${CEILING_REPEAT:-1}" # passes inside one C run (1: its wall clock is one pass, like the others)
 SKIP_BUILD="${SKIP_BUILD:-0}"
 
 while [[ $# -gt 0 ]]; do
@@ -116,8 +116,11 @@ tools = [("ours", "telematics decode --count"),
          ("c", "C: zstd decompression only, the ceiling")]
 best = {t: max(r["rps"] for r in runs if r["tool"] == t) for t, _ in tools}
 valid = {t: sorted({r["out"]["valid"] for r in runs if r["tool"] == t}) for t in ("ours", "python")}
+# The ceiling is zstd alone with the file already in memory: its loop time is
+# the physical limit, and the target is judged against that (the strict reading).
+ceiling_loop = max(r["loop_rps"] for r in runs if r["tool"] == "c")
 targets = [("ours / python", best["ours"] / best["python"], 8.0),
-           ("ours / C ceiling", best["ours"] / best["c"], 0.6)]
+           ("ours / C ceiling (its loop time)", best["ours"] / ceiling_loop, 0.6)]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
                         capture_output=True, text=True).stdout.strip() or "unknown"
