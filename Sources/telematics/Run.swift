@@ -173,17 +173,26 @@ struct RunDisplay: Service {
         var previous = statistics.snapshot
         var lastTime = started
         var lastActivity = started
+        var seenRecords = previous.tally.records
         while !Task.isShuttingDownGracefully {
             try? await Task.sleep(for: .milliseconds(500))
             let now = monotonicSeconds()
             let s = statistics.snapshot
+            // Idle time counts only once the group has given this member partitions.
+            if s.tally.records != seenRecords || s.inFlight > 0 || s.assignedPartitions == 0 { lastActivity = now }
+            seenRecords = s.tally.records
+            // Rates over the interval the line covers: half a second on a
+            // terminal, the ten seconds since the last log line otherwise.
+            if !terminal && now - lastLogged < 10 {
+                if let duration, now - started >= duration { break }
+                if let exitWhenIdle, now - lastActivity >= exitWhenIdle, s.inFlight == 0 { break }
+                continue
+            }
             let seconds = max(now - lastTime, 1e-3)
             let rate = Double(s.committedRecords - previous.committedRecords) / seconds
             let perKind = MessageKind.allCases.map { kind in
                 "\(Self.short(kind)) \(grouped(Int(Double(s.tally.byKind[kind, default: 0] - previous.tally.byKind[kind, default: 0]) / seconds)))"
             }.joined(separator: " ")
-            // Idle time counts only once the group has given this member partitions.
-            if s.tally.records != previous.tally.records || s.inFlight > 0 || s.assignedPartitions == 0 { lastActivity = now }
             previous = s
             lastTime = now
             let line = "run: \(grouped(s.committedRecords)) committed, \(grouped(Int(rate)))/s (\(perKind)), lag \(s.lag.map { grouped(Int($0)) } ?? "?"); " + Self.brief(s)
