@@ -77,7 +77,9 @@ struct SampleCaptureTests {
                 checkedSessions += 1
             }
         }
-        #expect(checkedCalls == s.store.callsInserted && checkedSessions == s.store.sessionsInserted)
+        // A switch-off in a later batch deletes sessions an earlier batch stored.
+        #expect(checkedCalls == s.store.callsInserted)
+        #expect(checkedSessions == s.store.sessionsInserted - s.store.sessionsDeletedByConsent)
         #expect(checkedCalls > 100 && checkedSessions > 100)
 
         // Probe points: every stored point is a point of an expected RTTI record.
