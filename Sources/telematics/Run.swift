@@ -116,7 +116,7 @@ struct Run: AsyncParsableCommand {
         if rate > 0 {
             var fleetConfiguration = FleetSimulator.Configuration(vehicles: simulateVehicles, ratePerSecond: rate)
             fleetConfiguration.startMs = Int64(Date().timeIntervalSince1970 * 1000)
-            let dictionary = try dictionaryDirectory.flatMap { try firstDictionary(in: $0) }
+            let dictionary = try dictionaryDirectory.flatMap { try Simulate.firstDictionary(in: $0)?.bytes }
             services.append(SimulatorService(fleet: fleetConfiguration, dictionary: dictionary, rate: rate, producer: producer))
             logger.notice("simulating \(simulateVehicles) vehicles at \(Int(rate)) records/s")
         }
@@ -130,11 +130,6 @@ struct Run: AsyncParsableCommand {
         withExtendedLifetime(embedded) {}
         let s = statistics.snapshot
         writeStandardError(RunDisplay.summary(s) + "\n")
-    }
-
-    private func firstDictionary(in directory: String) throws -> [UInt8]? {
-        let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".dict") }.sorted()
-        return try names.first.map { Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/" + $0))) }
     }
 }
 

@@ -81,13 +81,21 @@ struct Simulate: AsyncParsableCommand {
 
     private func loadDictionary() throws -> [UInt8]? {
         guard let dictionaryDirectory else { return nil }
-        let names = try FileManager.default.contentsOfDirectory(atPath: dictionaryDirectory).filter { $0.hasSuffix(".dict") }.sorted()
-        guard let first = names.first else { throw ValidationError("--dict-dir \(dictionaryDirectory): no *.dict file") }
-        let path = dictionaryDirectory + "/" + first
-        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(path): cannot read") }
-        let bytes = [UInt8](data)
+        guard let (path, bytes) = try Self.firstDictionary(in: dictionaryDirectory) else {
+            throw ValidationError("--dict-dir \(dictionaryDirectory): no *.dict file")
+        }
         writeStandardError("simulate: compressing with dictionary \(try ZstdDictionaries.dictionaryID(bytes, path: path)) (\(path))\n")
         return bytes
+    }
+
+    /// The first `*.dict` file of `directory` by name: the dictionary a
+    /// simulated fleet compresses with; nil when the directory has none.
+    static func firstDictionary(in directory: String) throws -> (path: String, bytes: [UInt8])? {
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".dict") }.sorted()
+        guard let first = names.first else { return nil }
+        let path = directory + "/" + first
+        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(path): cannot read") }
+        return (path, [UInt8](data))
     }
 
     private func write(_ fleet: inout FleetSimulator, to path: String) throws {
