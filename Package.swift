@@ -20,6 +20,11 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        // The call-centre console: HTTP server, metrics in Prometheus format.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     ],
     targets: [
         // C libraries from Debian (libzstd-dev, librdkafka-dev), found through pkg-config.
@@ -74,6 +79,21 @@ let package = Package(
             ]
         ),
 
+        // The call centre: alert desk (dedup, acknowledgement, escalation) and
+        // the agents' web console with its JSON API, SSE feed and /metrics.
+        .target(
+            name: "CallCentre",
+            dependencies: [
+                "TelematicsStores",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+
         // The `telematics` command.
         .executableTarget(
             name: "telematics",
@@ -124,6 +144,18 @@ let package = Package(
                 // The schema-upgrade tests write version-1 databases directly.
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+            ]
+        ),
+
+        .testTarget(
+            name: "CallCentreTests",
+            dependencies: [
+                "CallCentre", "TelematicsStores", "TelematicsTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                // A raw HTTP client for the server-sent events stream.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
 

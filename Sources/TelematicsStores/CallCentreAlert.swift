@@ -36,6 +36,38 @@ public struct CallCentreAlert: Codable, Hashable, Sendable {
         case mileageKm = "mileage_km", battery12vMv = "battery_12v_mv", servicePartnerID = "service_partner_id"
     }
 
+    /// An alert from its parts (tests, tools; the pipeline uses the
+    /// initialisers from decoded messages below).
+    public init(
+        priority: String, type: String, vin: String, sequence: UInt64, recordedAtMs: Int64, eventID: String? = nil,
+        position: AlertPosition? = nil, thermal: String? = nil, powertrain: String? = nil, pluggedIn: Bool? = nil,
+        doorsOpen: Bool? = nil, trunkOpen: Bool? = nil, engineRunning: Bool? = nil, ignitionOn: Bool? = nil,
+        vehicleState: String? = nil, maxCellTempDc: Int32? = nil, socPermille: UInt32? = nil, mileageKm: UInt32? = nil,
+        battery12vMv: UInt32? = nil, servicePartnerID: String? = nil, escalated: Bool = false
+    ) {
+        self.priority = priority
+        self.type = type
+        self.vin = vin
+        self.sequence = sequence
+        self.recordedAtMs = recordedAtMs
+        self.eventID = eventID
+        self.position = position
+        self.thermal = thermal
+        self.powertrain = powertrain
+        self.pluggedIn = pluggedIn
+        self.doorsOpen = doorsOpen
+        self.trunkOpen = trunkOpen
+        self.engineRunning = engineRunning
+        self.ignitionOn = ignitionOn
+        self.vehicleState = vehicleState
+        self.maxCellTempDc = maxCellTempDc
+        self.socPermille = socPermille
+        self.mileageKm = mileageKm
+        self.battery12vMv = battery12vMv
+        self.servicePartnerID = servicePartnerID
+        self.escalated = escalated
+    }
+
     /// The P0 alert of an HV warn call.
     public init(hvWarnCall m: HvWarnCallView, envelope e: Envelope) {
         priority = "P0"
@@ -78,6 +110,12 @@ public struct AlertPosition: Codable, Hashable, Sendable {
     public var latE7: Int32
     public var lonE7: Int32
     enum CodingKeys: String, CodingKey { case latE7 = "lat_e7", lonE7 = "lon_e7" }
+    /// A position from degrees x 10^7.
+    public init(latE7: Int32, lonE7: Int32) {
+        self.latE7 = latE7
+        self.lonE7 = lonE7
+    }
+    /// The position of a decoded message.
     public init(_ p: Position) {
         latE7 = p.latE7
         lonE7 = p.lonE7

@@ -1,0 +1,147 @@
+import CallCentre
+import Foundation
+import TelematicsStores
+import Testing
+
+/// The desk: deduplication, acknowledgement, escalation timing (with a
+/// clock the test moves), retention and the change feed.
+@Suite("CallCentre alert desk")
+struct AlertDeskTests {
+    /// A desk on a fresh SQLite alert store, removed afterwards.
+    func withDesk(
+        escalateAfterMs: Int64 = 60_000, published: Published = Published(),
+        _ body: (AlertDesk, ManualClock) async throws -> Void
+    ) async throws {
+        try await withAlertStore(.sqlite) { made in
+            let clock = ManualClock()
+            let desk = AlertDesk(store: made.store, escalateAfterMs: escalateAfterMs, clock: clock.closure, publish: published.publish)
+            try await body(desk, clock)
+        }
+    }
+
+    @Test("a repeat of an alert updates it and does not page twice")
+    func deduplication() async throws {
+        try await withDesk { desk, clock in
+            let feed = await desk.updates()
+            #expect(try await desk.receive(Sample.hvWarn(sequence: 10)).isNew)
+            clock.advance(by: 1_000)
+            let same = try await desk.receive(Sample.hvWarn(sequence: 10))
+            #expect(same.record.updates == 0)
+            guard case .unchanged = same else { Issue.record("a redelivered alert: \(same)"); return }
+            let repeated = try await desk.receive(Sample.hvWarn(sequence: 11, doorsOpen: true))
+            guard case .updated(let r) = repeated else { Issue.record("a repeat: \(repeated)"); return }
+            #expect(r.updates == 1 && r.alert.doorsOpen == true)
+            #expect(try await desk.store.alerts(openOnly: false, priority: nil, limit: 10).count == 1)
+
+            // The feed saw the new alert and its update, not the redelivery.
+            var seen: [Int] = []
+            for await record in feed {
+                seen.append(record.updates)
+                if seen.count == 2 { break }
+            }
+            #expect(seen == [0, 1])
+        }
+    }
+
+    @Test("escalation: not at 59.999 s, at 60 s, published once with escalated=true")
+    func escalationTiming() async throws {
+        let published = Published()
+        try await withDesk(published: published) { desk, clock in
+            let start = clock()
+            let id = try await desk.receive(Sample.hvWarn()).record.id
+            clock.advance(by: 59_999)
+            #expect(await desk.escalateDue().isEmpty)
+            #expect(published.all.isEmpty)
+
+            clock.advance(by: 1)
+            let escalated = await desk.escalateDue()
+            #expect(escalated.map(\.id) == [id])
+            #expect(escalated.first?.escalatedAtMs == start + 60_000)
+            #expect(published.all.count == 1)
+            #expect(published.all.first?.alert.escalated == true)
+            #expect(published.all.first?.id == id)
+
+            clock.advance(by: 120_000)
+            #expect(await desk.escalateDue().isEmpty)
+            #expect(published.all.count == 1, "escalated once")
+            #expect(try await desk.store.alert(id: id)?.isEscalated == true)
+            // The published JSON says escalated: true.
+            let json = try JSONEncoder().encode(published.all[0].alert)
+            #expect(String(decoding: json, as: UTF8.self).contains("\"escalated\":true"))
+        }
+    }
+
+    @Test("an acknowledged alert never escalates; acknowledging records who and when")
+    func acknowledgedNeverEscalates() async throws {
+        let published = Published()
+        try await withDesk(published: published) { desk, clock in
+            let id = try await desk.receive(Sample.hvWarn()).record.id
+            clock.advance(by: 30_000)
+            let acked = try #require(try await desk.acknowledge(id: id, by: "anna"))
+            #expect(acked.acknowledgedBy == "anna" && acked.acknowledgedAtMs == clock())
+            clock.advance(by: 1_000)
+            #expect(try await desk.acknowledge(id: id, by: "bob")?.acknowledgedBy == "anna", "the first acknowledgement wins")
+            #expect(try await desk.acknowledge(id: "X/none", by: "bob") == nil)
+            clock.advance(by: 600_000)
+            #expect(await desk.escalateDue().isEmpty)
+            #expect(published.all.isEmpty)
+        }
+    }
+
+    @Test("the escalation time is configurable")
+    func configurableEscalation() async throws {
+        let published = Published()
+        try await withDesk(escalateAfterMs: 5_000, published: published) { desk, clock in
+            _ = try await desk.receive(Sample.breakdown())
+            clock.advance(by: 4_999)
+            #expect(await desk.escalateDue().isEmpty)
+            clock.advance(by: 1)
+            #expect(await desk.escalateDue().count == 1)
+            #expect(published.all.map(\.alert.priority) == ["P1"])
+        }
+    }
+
+    @Test("a failed publish of an escalation is retried, and sent once")
+    func publishRetried() async throws {
+        let published = Published(failFirst: 1)
+        try await withDesk(published: published) { desk, clock in
+            _ = try await desk.receive(Sample.hvWarn())
+            clock.advance(by: 60_000)
+            #expect(await desk.escalateDue().count == 1)
+            #expect(published.all.isEmpty)
+            #expect(await desk.escalateDue().isEmpty)
+            #expect(published.all.count == 1)
+            _ = await desk.escalateDue()
+            #expect(published.all.count == 1)
+        }
+    }
+
+    @Test("the escalation loop escalates without being asked")
+    func escalationLoop() async throws {
+        let published = Published()
+        try await withDesk(published: published) { desk, clock in
+            _ = try await desk.receive(Sample.hvWarn())
+            let loop = Task { await desk.runEscalations(every: .milliseconds(10)) }
+            defer { loop.cancel() }
+            try await Task.sleep(for: .milliseconds(30))
+            #expect(published.all.isEmpty)
+            clock.advance(by: 60_000)
+            try await withTimeout(5, "the loop's escalation") {
+                while published.all.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
+            }
+            #expect(published.all.count == 1)
+        }
+    }
+
+    @Test("purge deletes alerts six months after the event")
+    func purge() async throws {
+        try await withDesk { desk, clock in
+            let day: Int64 = 86_400_000
+            let old = try await desk.receive(Sample.hvWarn(event: "old", recordedAtMs: clock() - 184 * day)).record
+            let recent = try await desk.receive(Sample.hvWarn(event: "recent", recordedAtMs: clock() - 30 * day)).record
+            #expect(try await desk.purge() == 1)
+            #expect(try await desk.store.alert(id: old.id) == nil)
+            #expect(try await desk.store.alert(id: recent.id) != nil)
+        }
+    }
+}
