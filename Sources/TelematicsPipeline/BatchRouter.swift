@@ -58,14 +58,14 @@ public struct BatchTally: Sendable {
 final class BatchRouter {
     private let decoder: RecordDecoder
     private let topics: PipelineTopics
-    private let pseudonyms: Pseudonymizer
+    private var pseudonyms: PseudonymCache
     private let sealer: PositionSealer
     private(set) var consent = ConsentBook()
 
     init(dictionaries: ZstdDictionaries, topics: PipelineTopics, secrets: PipelineSecrets) {
         decoder = RecordDecoder(dictionaries: dictionaries)
         self.topics = topics
-        pseudonyms = Pseudonymizer(key: secrets.pseudonymKey)
+        pseudonyms = PseudonymCache(Pseudonymizer(key: secrets.pseudonymKey))
         sealer = PositionSealer(keyID: secrets.sealingKeyID, keys: secrets.sealingKeys)
     }
 

@@ -97,6 +97,9 @@ public final class BulkLane: Service, Sendable {
     private let dictionaries: ZstdDictionaries
     private let secrets: PipelineSecrets
     private let logger: Logger
+    /// The newest durable offset per partition: what the revoke hook and the
+    /// final commit commit.
+    private let durable = DurableOffsets()
 
     public init(configuration: PipelineConfiguration, store: any TelematicsStore, dictionaries: ZstdDictionaries,
                 secrets: PipelineSecrets, statistics: PipelineStatistics = PipelineStatistics(),
@@ -111,13 +114,15 @@ public final class BulkLane: Service, Sendable {
 
     public func run() async throws {
         let statistics = self.statistics
-        // Every batch is committed as soon as it is durable, so a revoke has
-        // nothing finished left to commit; the hooks only keep count.
+        let durable = self.durable
+        // Batches are committed in the background as they become durable; a
+        // revoke commits the durable offsets of the partitions it takes, at
+        // once and synchronously, so the next owner starts right after them.
         let rebalance = KafkaRebalanceHandler(
             onAssign: { partitions in statistics.update { $0.assignedPartitions += partitions.count } },
             onRevoke: { partitions in
                 statistics.update { $0.assignedPartitions = max(0, $0.assignedPartitions - partitions.count) }
-                return []
+                return durable.take(partitions)
             })
         let consumer = try KafkaConsumer(configuration: configuration.consumer, rebalance: rebalance)
         let producer = try KafkaProducer(configuration: configuration.producer)
@@ -156,6 +161,13 @@ public final class BulkLane: Service, Sendable {
             try? await producer.close(timeoutMs: 10_000)
             throw error
         }
+        // Everything durable, committed and waited for before leaving.
+        let last = durable.all
+        do {
+            try await consumer.commit(last)
+        } catch {
+            logger.warning("final commit refused; the last records will be redelivered", metadata: ["error": "\(error)"])
+        }
         await consumer.close()
         try? await producer.close(timeoutMs: 10_000)
         logger.info("bulk lane stopped after draining", metadata: ["committed": "\(statistics.snapshot.committedRecords)"])
@@ -166,6 +178,18 @@ public final class BulkLane: Service, Sendable {
         let router = BatchRouter(dictionaries: dictionaries, topics: configuration.topics, secrets: secrets)
         var paused = Set<KafkaTopicPartition>()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            // A store a little behind is waited for without pausing: a pause
+            // drops the client's prefetched records, and fetching them again
+            // costs more than the wait. Only a store that stays behind (down,
+            // or far slower) pauses the partitions; polling then goes on
+            // serving the group. librdkafka's prefetch queue is bounded on
+            // its own (queued.max.messages.kbytes), so memory stays bounded.
+            var waited = 0
+            while statistics.snapshot.inFlight >= configuration.batchesInFlight, waited < 500,
+                  !Task.isShuttingDownGracefully, !Task.isCancelled {
+                try await Task.sleep(for: .milliseconds(2))
+                waited += 2
+            }
             let waiting = statistics.snapshot.inFlight
             if waiting >= configuration.batchesInFlight {
                 // Also partitions a rebalance assigned since the pause began.
@@ -217,11 +241,16 @@ public final class BulkLane: Service, Sendable {
         let elapsed = (ContinuousClock.now - started).components
         let storeMs = Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
         try await published
+        // A synchronous commit would wait behind the consumer's long-polling
+        // fetch on the same broker connection (up to fetch.wait.max.ms per
+        // batch), so the commit goes out in the background. A refused one
+        // (partitions lost in a rebalance) means redelivery, which the
+        // idempotent writes absorb; the revoke hook and the final commit
+        // commit the durable offsets synchronously.
+        durable.record(prepared.processedOffsets)
         do {
-            try await consumer.commit(prepared.processedOffsets)
+            try consumer.commitInBackground(prepared.processedOffsets)
         } catch {
-            // Lost partitions (a rebalance) refuse the commit; their records are
-            // read again by the new owner and the idempotent writes absorb them.
             logger.warning("commit refused; records will be redelivered", metadata: ["error": "\(error)"])
         }
         statistics.update { s in
@@ -271,6 +300,26 @@ public final class BulkLane: Service, Sendable {
             }
         }
     }
+}
+
+/// The newest durable offset per partition, shared with the revoke hook.
+final class DurableOffsets: Sendable {
+    private let offsets = Mutex<[KafkaTopicPartition: KafkaProcessedOffset]>([:])
+
+    /// Notes offsets whose records are durable (newer batches come later).
+    func record(_ processed: [KafkaProcessedOffset]) {
+        offsets.withLock { map in
+            for o in processed { map[KafkaTopicPartition(topic: o.topic, partition: o.partition)] = o }
+        }
+    }
+
+    /// Removes and returns the offsets of `partitions` (they are being revoked).
+    func take(_ partitions: [KafkaTopicPartition]) -> [KafkaProcessedOffset] {
+        offsets.withLock { map in partitions.compactMap { map.removeValue(forKey: $0) } }
+    }
+
+    /// Every partition's newest durable offset.
+    var all: [KafkaProcessedOffset] { offsets.withLock { Array($0.values) } }
 }
 
 extension StoreBatchResult {

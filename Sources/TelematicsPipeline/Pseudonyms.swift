@@ -18,12 +18,57 @@ public struct Pseudonymizer: Sendable {
 
     /// The pseudonym of `vin` on the UTC day of `timeMs`: 32 hex characters.
     public func pseudonym(of vin: VIN, atMs timeMs: Int64) -> String {
-        let day = timeMs >= 0 ? timeMs / 86_400_000 : (timeMs + 1) / 86_400_000 - 1
+        pseudonym(of: vin, day: Self.day(ofMs: timeMs))
+    }
+
+    /// The UTC day number (days since 1970-01-01) of a time; floors before 1970.
+    public static func day(ofMs timeMs: Int64) -> Int64 {
+        timeMs >= 0 ? timeMs / 86_400_000 : (timeMs + 1) / 86_400_000 - 1
+    }
+
+    /// The pseudonym of `vin` on UTC day `day` (see ``day(ofMs:)``).
+    public func pseudonym(of vin: VIN, day: Int64) -> String {
         var hmac = HMAC<SHA256>(key: key)
         vin.withBytes { hmac.update(data: $0) }
         withUnsafeBytes(of: day.littleEndian) { hmac.update(data: $0) }
         let mac = hmac.finalize()
-        return mac.prefix(16).map { String(format: "%02x", $0) }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        return String(unsafeUninitializedCapacity: 32) { out in
+            for (i, byte) in mac.prefix(16).enumerated() {
+                out[2 * i] = digits[Int(byte >> 4)]
+                out[2 * i + 1] = digits[Int(byte & 0x0f)]
+            }
+            return 32
+        }
+    }
+}
+
+/// The pseudonyms a router has computed lately, by (VIN, day): a vehicle
+/// sends a probe every few seconds, so most lookups hit and skip the HMAC.
+/// Bounded: emptied when it reaches ``capacity`` entries.
+struct PseudonymCache {
+    private struct Key: Hashable {
+        var vin: VIN
+        var day: Int64
+    }
+    private var entries: [Key: String] = [:]
+    let pseudonymizer: Pseudonymizer
+    /// Most entries kept (about 100 bytes each).
+    let capacity: Int
+
+    init(_ pseudonymizer: Pseudonymizer, capacity: Int = 100_000) {
+        self.pseudonymizer = pseudonymizer
+        self.capacity = capacity
+    }
+
+    /// ``Pseudonymizer/pseudonym(of:atMs:)``, from the cache when it can.
+    mutating func pseudonym(of vin: VIN, atMs timeMs: Int64) -> String {
+        let key = Key(vin: vin, day: Pseudonymizer.day(ofMs: timeMs))
+        if let hit = entries[key] { return hit }
+        if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+        let value = pseudonymizer.pseudonym(of: vin, day: key.day)
+        entries[key] = value
+        return value
     }
 }
 

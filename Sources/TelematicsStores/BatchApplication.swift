@@ -6,13 +6,6 @@ struct CallKey: Hashable {
     var sequence: UInt64
 }
 
-/// (pseudonym, sequence, point index): what identifies a probe point.
-struct PointKey: Hashable {
-    var pseudonym: String
-    var sequence: UInt64
-    var pointIndex: Int
-}
-
 /// The primitive, batched writes a backend offers inside an open
 /// transaction. ``applyBatch(_:with:)`` strings them together in the order
 /// and with the rules of ``StoreBatch``, so the backends share the logic and
@@ -38,8 +31,8 @@ protocol BatchWriter: Sendable {
     func insertCases(_ cases: [MaintenanceCase]) async throws
     /// Inserts the sessions not stored yet; returns how many were inserted.
     func insertChargeSessions(_ sessions: [ChargeSessionRecord]) async throws -> Int
-    /// Inserts the points not stored yet; returns the keys of those inserted.
-    func insertProbePoints(_ points: [ProbePoint]) async throws -> Set<PointKey>
+    /// Inserts the probes not stored yet (a row each); returns the keys of those inserted.
+    func insertProbes(_ probes: [PackedProbe]) async throws -> Set<ProbeKey>
     /// Inserts the memberships not stored yet; returns the (tile, minute) of each inserted.
     func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key]
     /// Adds these sums to the aggregates (one entry per key).
@@ -146,12 +139,13 @@ func applyBatch(_ batch: StoreBatch, with writer: some BatchWriter) async throws
         result.sessionsAlreadyPresent = batch.chargeSessions.count - result.sessionsInserted
     }
 
-    // 4. Probe points; only newly stored ones reach the aggregates.
+    // 4. Probes, a row each; only the points of newly stored ones reach
+    // the aggregates (a probe is stored whole or not at all).
     if !batch.probePoints.isEmpty {
-        var inserted = try await writer.insertProbePoints(batch.probePoints)
-        let newPoints = batch.probePoints.filter {
-            inserted.remove(PointKey(pseudonym: $0.pseudonym, sequence: $0.sequence, pointIndex: $0.pointIndex)) != nil
-        }
+        let probes = ProbePacking.group(batch.probePoints)
+        var inserted = try await writer.insertProbes(probes)
+        var newPoints: [ProbePoint] = []
+        for probe in probes where inserted.remove(probe.key) != nil { newPoints += probe.points }
         result.probePointsInserted = newPoints.count
         result.probePointsAlreadyPresent = batch.probePoints.count - newPoints.count
         if !newPoints.isEmpty {

@@ -344,7 +344,24 @@ public actor PostgresStore: TelematicsStore {
     /// Raw probe points stored.
     public func probePointCount() async throws(StoreError) -> Int {
         try await run("probePointCount") { writer in
-            try await writer.count("SELECT count(*) FROM probe_points", PostgresBindings())
+            try await writer.count("SELECT coalesce(sum(point_count), 0)::bigint FROM probes", PostgresBindings())
+        }
+    }
+
+    /// The stored points of a pseudonym's probes, by sequence and index.
+    public func probePoints(pseudonym: String) async throws(StoreError) -> [ProbePoint] {
+        try await run("probePoints") { writer in
+            var out: [ProbePoint] = []
+            var binds = PostgresBindings()
+            binds.append(pseudonym)
+            for try await (sequence, blob) in try await writer.query(
+                "SELECT sequence, points FROM probes WHERE pseudonym = $1 ORDER BY sequence", binds
+            ).decode((Int64, ByteBuffer).self) {
+                guard let points = ProbePacking.unpack(blob.readableBytesView, pseudonym: pseudonym, sequence: UInt64(bitPattern: sequence))
+                else { throw StoreError(backend: .postgres, operation: "probePoints", message: "unreadable points of probe \(pseudonym)/\(sequence)") }
+                out += points
+            }
+            return out
         }
     }
 
@@ -635,28 +652,23 @@ struct PostgresWriter: BatchWriter {
             """, binds)
     }
 
-    func insertProbePoints(_ points: [ProbePoint]) async throws -> Set<PointKey> {
+    func insertProbes(_ probes: [PackedProbe]) async throws -> Set<ProbeKey> {
         var binds = PostgresBindings()
-        binds.append(points.map(\.pseudonym))
-        binds.append(points.map { Self.seq($0.sequence) })
-        binds.append(points.map { Int32(truncatingIfNeeded: $0.pointIndex) })
-        binds.append(points.map(\.tMs))
-        binds.append(points.map(\.latE7))
-        binds.append(points.map(\.lonE7))
-        binds.append(points.map { Int64($0.speedDkmh) })
-        binds.append(points.map { Int64($0.headingDeg) })
-        binds.append(points.map(\.tile))
-        var keys: Set<PointKey> = []
-        keys.reserveCapacity(points.count)
-        for try await (pseudonym, seq, index) in try await query(
+        binds.append(probes.map(\.key.pseudonym))
+        binds.append(probes.map { Self.seq($0.key.sequence) })
+        binds.append(probes.map(\.firstTMs))
+        binds.append(probes.map { Int32($0.points.count) })
+        binds.append(probes.map { ByteBuffer(bytes: $0.blob) })
+        var keys: Set<ProbeKey> = []
+        keys.reserveCapacity(probes.count)
+        for try await (pseudonym, seq) in try await query(
             """
-            INSERT INTO probe_points (pseudonym, sequence, point_index, t_ms, lat_e7, lon_e7, speed_dkmh, heading_deg, tile)
-            SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::integer[], $4::bigint[], $5::integer[], $6::integer[],
-                                 $7::bigint[], $8::bigint[], $9::bigint[])
-            ON CONFLICT DO NOTHING RETURNING pseudonym, sequence, point_index
+            INSERT INTO probes (pseudonym, sequence, t_ms, point_count, points)
+            SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::integer[], $5::bytea[])
+            ON CONFLICT DO NOTHING RETURNING pseudonym, sequence
             """, binds
-        ).decode((String, Int64, Int32).self) {
-            keys.insert(PointKey(pseudonym: pseudonym, sequence: UInt64(bitPattern: seq), pointIndex: Int(index)))
+        ).decode((String, Int64).self) {
+            keys.insert(ProbeKey(pseudonym: pseudonym, sequence: UInt64(bitPattern: seq)))
         }
         return keys
     }

@@ -24,7 +24,18 @@ public actor SQLiteStore: TelematicsStore {
     /// The data directory.
     public nonisolated let directory: String
     private let connection: SQLiteConnection
+    /// A second connection that moves the WAL into the database file in the
+    /// background (see ``checkpointInterval``).
+    private let checkpointer: SQLiteConnection
+    private let checkpoints: Task<Void, Never>
     private var isClosed = false
+
+    /// How often the WAL is checkpointed. The writing connection never
+    /// checkpoints itself (`wal_autocheckpoint=0`): a checkpoint fsyncs, and
+    /// inside a batch's COMMIT that wait would stall the pipeline. A PASSIVE
+    /// checkpoint on the second connection copies what it can without
+    /// blocking the writer.
+    static let checkpointInterval = Duration.milliseconds(500)
 
     /// Opens (creating as needed) the store in `directory`: creates the
     /// directory, the database file and the schema, or migrates an older
@@ -61,20 +72,46 @@ public actor SQLiteStore: TelematicsStore {
                 throw StoreError(backend: .sqlite, operation: "open", message: "\(path): journal_mode=WAL refused (got \(mode ?? "nothing"))")
             }
             _ = try await connection.query("PRAGMA synchronous=NORMAL")
+            // A batch touches thousands of pages: with SQLite's 2 MiB default
+            // cache they spill to the file mid-transaction, and statement
+            // journals of multi-row upserts go to temporary files. 64 MiB of
+            // cache and journals in memory keep a batch in memory until COMMIT.
+            _ = try await connection.query("PRAGMA cache_size=-65536")
+            _ = try await connection.query("PRAGMA temp_store=MEMORY")
+            _ = try await connection.query("PRAGMA wal_autocheckpoint=0")
             try await Self.migrate(connection)
         } catch {
             try? await connection.close()
             if let error = error as? StoreError { throw error }
             throw StoreError(backend: .sqlite, operation: "migrate", message: "\(path): \(error)")
         }
+        let checkpointer: SQLiteConnection
+        do {
+            checkpointer = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        } catch {
+            try? await connection.close()
+            throw StoreError(backend: .sqlite, operation: "open", message: "cannot open \(path) for checkpoints: \(error)")
+        }
         self.directory = directory
         self.connection = connection
+        self.checkpointer = checkpointer
+        checkpoints = Task { [checkpointer] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: Self.checkpointInterval)
+                // Busy or failed: the next round tries again; the WAL only grows meanwhile.
+                _ = try? await checkpointer.query("PRAGMA wal_checkpoint(PASSIVE)")
+            }
+        }
     }
 
     deinit {
         // A store dropped without close() must not leave sqlite-nio's handle
         // open (its deinit asserts); the future keeps the connection alive.
-        if !isClosed { _ = connection.close() }
+        checkpoints.cancel()
+        if !isClosed {
+            _ = checkpointer.close()
+            _ = connection.close()
+        }
     }
 
     private static func migrate(_ connection: SQLiteConnection) async throws {
@@ -288,7 +325,23 @@ public actor SQLiteStore: TelematicsStore {
     /// Raw probe points stored.
     public func probePointCount() async throws(StoreError) -> Int {
         try await run("probePointCount") { connection in
-            Int(try SQLiteRowReader(try await connection.query("SELECT count(*) FROM probe_points")[0]).int64(0))
+            Int(try SQLiteRowReader(try await connection.query("SELECT coalesce(sum(point_count), 0) FROM probes")[0]).int64(0))
+        }
+    }
+
+    /// The stored points of a pseudonym's probes, by sequence and index.
+    public func probePoints(pseudonym: String) async throws(StoreError) -> [ProbePoint] {
+        try await run("probePoints") { connection in
+            try await connection.query(
+                "SELECT sequence, points FROM probes WHERE pseudonym = ? ORDER BY sequence", [.text(pseudonym)]
+            ).flatMap { row -> [ProbePoint] in
+                let r = SQLiteRowReader(row)
+                let sequence = try r.uint64(0)
+                guard let blob = row.columns[1].data.blob,
+                      let points = ProbePacking.unpack(blob.readableBytesView, pseudonym: pseudonym, sequence: sequence)
+                else { throw SQLiteRowReader.Mismatch(description: "unreadable points of probe \(pseudonym)/\(sequence)") }
+                return points
+            }
         }
     }
 
@@ -315,6 +368,9 @@ public actor SQLiteStore: TelematicsStore {
     public func close() async {
         guard !isClosed else { return }
         isClosed = true
+        checkpoints.cancel()
+        await checkpoints.value
+        try? await checkpointer.close()
         try? await connection.close()
     }
 }
@@ -560,22 +616,21 @@ struct SQLiteWriter: BatchWriter {
         }.count
     }
 
-    func insertProbePoints(_ points: [ProbePoint]) async throws -> Set<PointKey> {
-        let rows = try await chunked(points.map {
-            [.text($0.pseudonym), .seq($0.sequence), .int($0.pointIndex), .int($0.tMs), .int($0.latE7), .int($0.lonE7),
-             .int($0.speedDkmh), .int($0.headingDeg), .int($0.tile)]
+    func insertProbes(_ probes: [PackedProbe]) async throws -> Set<ProbeKey> {
+        let rows = try await chunked(probes.map {
+            [.text($0.key.pseudonym), .seq($0.key.sequence), .int($0.firstTMs), .int($0.points.count),
+             .blob(ByteBuffer(bytes: $0.blob))]
         }) {
             """
-            INSERT INTO probe_points (pseudonym, sequence, point_index, t_ms, lat_e7, lon_e7, speed_dkmh,
-                heading_deg, tile)
-            VALUES \(Self.values($0, 9)) ON CONFLICT DO NOTHING RETURNING pseudonym, sequence, point_index
+            INSERT INTO probes (pseudonym, sequence, t_ms, point_count, points)
+            VALUES \(Self.values($0, 5)) ON CONFLICT DO NOTHING RETURNING pseudonym, sequence
             """
         }
-        var keys: Set<PointKey> = []
+        var keys: Set<ProbeKey> = []
         keys.reserveCapacity(rows.count)
         for row in rows {
             let r = SQLiteRowReader(row)
-            keys.insert(PointKey(pseudonym: try r.text(0), sequence: try r.uint64(1), pointIndex: Int(try r.int64(2))))
+            keys.insert(ProbeKey(pseudonym: try r.text(0), sequence: try r.uint64(1)))
         }
         return keys
     }

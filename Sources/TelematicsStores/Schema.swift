@@ -10,7 +10,9 @@
 /// - `maintenance_cases`: cases, at most one not closed per (vin, need)
 ///   (a partial unique index enforces it).
 /// - `charge_sessions`: keyed (vin, session_id); the position only sealed.
-/// - `probe_points`: pseudonymised points, keyed (pseudonym, sequence, point_index).
+/// - `probes` (version 3; `probe_points` before): one row per pseudonymised
+///   RTTI probe, keyed (pseudonym, sequence), its points packed in a blob
+///   (``ProbePacking``): a row per probe, not twenty per probe.
 /// - `traffic_aggregates`, `traffic_speed_buckets`: per (tile, minute), no
 ///   vehicle reference; `traffic_vehicles` (tile, minute, pseudonym) only
 ///   makes the distinct-vehicle count idempotent.
@@ -18,11 +20,15 @@
 ///   (`processed.rtti_probe`, `stored.probe_point`, ...), added to in the
 ///   transaction of the batch they describe, so they agree with the data.
 ///
+/// Version 3 replaces `probe_points` (a row per point) by `probes`. The raw
+/// points of version 2 are dropped, not converted: they live 24 hours, and
+/// the aggregates they fed stay.
+///
 /// Version 2 also indexes the cross-vehicle reads of the `query` command:
 /// maintenance cases by service partner, traffic aggregates by minute.
 enum Schema {
     /// The version this code writes.
-    static let version = 2
+    static let version = 3
 
     /// Migrations of SQLite, by version (index 0 is version 1). A migration
     /// is never edited once released: existing databases ran it already.
@@ -103,6 +109,16 @@ enum Schema {
         // (partner, case_id): a workshop's cases newest first without a sort.
         "CREATE INDEX maintenance_cases_partner ON maintenance_cases (service_partner_id, case_id)",
         "CREATE INDEX traffic_aggregates_minute ON traffic_aggregates (minute_ms)",
+    ], [
+        // Version 3: a row per probe; retention deletes by the first point's time.
+        "DROP TABLE probe_points",
+        """
+        CREATE TABLE probes (
+            pseudonym TEXT NOT NULL CHECK (length(pseudonym) > 0), sequence INTEGER NOT NULL,
+            t_ms INTEGER NOT NULL, point_count INTEGER NOT NULL, points BLOB NOT NULL,
+            PRIMARY KEY (pseudonym, sequence))
+        """,
+        "CREATE INDEX probes_t_ms ON probes (t_ms)",
     ]]
 
     /// Migrations of PostgreSQL, by version (index 0 is version 1).
@@ -182,6 +198,15 @@ enum Schema {
         "CREATE TABLE pipeline_counters (name text PRIMARY KEY, value bigint NOT NULL)",
         "CREATE INDEX maintenance_cases_partner ON maintenance_cases (service_partner_id, case_id)",
         "CREATE INDEX traffic_aggregates_minute ON traffic_aggregates (minute_ms)",
+    ], [
+        "DROP TABLE probe_points",
+        """
+        CREATE TABLE probes (
+            pseudonym text NOT NULL CHECK (length(pseudonym) > 0), sequence bigint NOT NULL,
+            t_ms bigint NOT NULL, point_count integer NOT NULL, points bytea NOT NULL,
+            PRIMARY KEY (pseudonym, sequence))
+        """,
+        "CREATE INDEX probes_t_ms ON probes (t_ms)",
     ]]
 
     /// Tables counted by `stats()`, with the counting SQL.
@@ -189,7 +214,7 @@ enum Schema {
         SELECT (SELECT count(*) FROM consents), (SELECT count(*) FROM vehicle_states),
                (SELECT count(*) FROM teleservice_calls), (SELECT count(*) FROM maintenance_cases),
                (SELECT count(*) FROM maintenance_cases WHERE state <> 'closed'),
-               (SELECT count(*) FROM charge_sessions), (SELECT count(*) FROM probe_points),
+               (SELECT count(*) FROM charge_sessions), (SELECT coalesce(sum(point_count), 0) FROM probes),
                (SELECT count(*) FROM traffic_aggregates), (SELECT count(*) FROM traffic_vehicles),
                (SELECT count(*) FROM traffic_speed_buckets)
         """

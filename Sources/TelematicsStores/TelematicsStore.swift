@@ -57,6 +57,8 @@ public protocol TelematicsStore: Sendable {
 
     /// How many raw probe points are stored.
     func probePointCount() async throws(StoreError) -> Int
+    /// The stored points of a pseudonym's probes, by sequence and point index.
+    func probePoints(pseudonym: String) async throws(StoreError) -> [ProbePoint]
 
     /// Row counts of every table.
     func stats() async throws(StoreError) -> StoreStats

@@ -39,7 +39,8 @@ struct CrashLoopTests {
         var configuration = FleetSimulator.Configuration(vehicles: 200, seed: 21)
         configuration.mix = FleetSimulator.Mix(rtti: 70, teleservice: 15, charging: 14, consent: 0, hvWarn: 1)
         var fleet = try FleetSimulator(configuration: configuration)
-        let records = (0..<6_000).map { _ in fleet.next() }
+        // Enough records, in small batches, that the kills land mid-way.
+        let records = (0..<40_000).map { _ in fleet.next() }
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrap: KafkaBootstrap(broker.bootstrap)))
         _ = try await producer.send(records.map { KafkaProducerMessage(topic: $0.kind.defaultTopic, key: $0.key, value: $0.value) })
         try await producer.close()
@@ -50,7 +51,7 @@ struct CrashLoopTests {
         func run(group: String, sqlite: String) throws -> Process {
             try TelematicsBinary.start([
                 "run", "--brokers", broker.bootstrap, "--group", group, "--sqlite", sqlite, "--secrets", secrets,
-                "--batch-size", "200", "--exit-when-idle", "4", "--log-level", "error",
+                "--batch-size", "50", "--exit-when-idle", "4", "--log-level", "error",
                 // A killed member holds its partitions until its session times out.
                 "--kafka-property", "session.timeout.ms=6000",
             ])
@@ -60,7 +61,7 @@ struct CrashLoopTests {
         func storedPoints(_ dir: String) -> Int {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = ["sqlite3", "-readonly", dir + "/telematics.sqlite", "SELECT count(*) FROM probe_points"]
+            p.arguments = ["sqlite3", "-readonly", dir + "/telematics.sqlite", "SELECT count(*) FROM probes"]
             let out = Pipe()
             p.standardOutput = out
             p.standardError = FileHandle.nullDevice

@@ -35,6 +35,7 @@ private final class SlowStore: TelematicsStore, @unchecked Sendable {
     func chargeSessions(_ vin: VIN) async throws(StoreError) -> [ChargeSessionRecord] { try await inner.chargeSessions(vin) }
     func trafficAggregates(tile: Int64, fromMinute: Int64, toMinute: Int64) async throws(StoreError) -> [TrafficAggregate] { try await inner.trafficAggregates(tile: tile, fromMinute: fromMinute, toMinute: toMinute) }
     func probePointCount() async throws(StoreError) -> Int { try await inner.probePointCount() }
+    func probePoints(pseudonym: String) async throws(StoreError) -> [ProbePoint] { try await inner.probePoints(pseudonym: pseudonym) }
     func stats() async throws(StoreError) -> StoreStats { try await inner.stats() }
     func maintenanceCases(partner: String?, openOnly: Bool, limit: Int) async throws(StoreError) -> [MaintenanceCase] { try await inner.maintenanceCases(partner: partner, openOnly: openOnly, limit: limit) }
     func trafficAggregates(sinceMinute: Int64, limit: Int) async throws(StoreError) -> [TrafficAggregate] { try await inner.trafficAggregates(sinceMinute: sinceMinute, limit: limit) }

@@ -121,8 +121,8 @@ struct PipelineRulesTests {
         let outputs = hazards.map { String(decoding: $0.value, as: UTF8.self) + String(decoding: $0.key ?? [], as: UTF8.self) }
         // The traffic tables, dumped as text by sqlite3 (with the store closed, so the WAL is checkpointed).
         await store.close()
-        let files = try sqliteDump(h.directory + "/" + SQLiteStore.fileName, tables: ["probe_points", "traffic_aggregates", "traffic_speed_buckets", "traffic_vehicles"])
-        #expect(files.contains("INSERT INTO probe_points"), "the traffic tables have rows to search")
+        let files = try sqliteDump(h.directory + "/" + SQLiteStore.fileName, tables: ["probes", "traffic_aggregates", "traffic_speed_buckets", "traffic_vehicles"])
+        #expect(files.contains("INSERT INTO probes"), "the traffic tables have rows to search")
         for needle in needles {
             #expect(!outputs.contains { $0.contains(needle) }, "traffic.probes holds \(needle)")
             #expect(!files.contains(needle), "the traffic store holds \(needle)")

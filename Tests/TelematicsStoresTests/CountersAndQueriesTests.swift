@@ -156,19 +156,22 @@ struct SchemaUpgradeTests {
             #expect(result.casesClosed == 1 && result.casesOpened == 0)
             #expect(try await store.counters() == ["processed.teleservice_call": 1, "stored.teleservice_call": 1, "cases.closed": 1])
             #expect(try await store.stats().teleserviceCalls == 2)
+            // Version 3's probe rows work on the upgraded database.
+            #expect(try await store.apply(StoreBatch(probePoints: points("p-up", sequence: 1, count: 3, speedKmh: 50))).probePointsInserted == 3)
+            #expect(try await store.probePointCount() == 3)
         } catch {
             await store.close()
             throw error
         }
         await store.close()
-        #expect(try await database.schemaVersion() == 2)
+        #expect(try await database.schemaVersion() == Schema.version)
 
         // Opening the upgraded database again migrates nothing and keeps the counters.
         let again = try await database.open()
         let counters = try await again.counters()
         await again.close()
         #expect(counters["cases.closed"] == 1)
-        #expect(try await database.schemaVersion() == 2)
+        #expect(try await database.schemaVersion() == Schema.version)
     }
 }
 

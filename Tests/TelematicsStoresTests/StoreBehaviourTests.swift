@@ -105,6 +105,8 @@ struct StoreBehaviourTests {
             #expect(first.casesOpened == 2)
             #expect(first.sessionsInserted == 2)
             #expect(first.probePointsInserted == 14)
+            // A probe is one row with its points packed; they read back whole.
+            #expect(try await store.probePoints(pseudonym: "p-b") == points("p-b", sequence: 9, count: 4, speedKmh: 70))
             let stats = try await store.stats()
             let aggregates = try await store.trafficAggregates(tile: 7, fromMinute: t0, toMinute: t0)
 
