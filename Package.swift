@@ -75,6 +75,7 @@ let package = Package(
                 "TelematicsWire", "TelematicsKafka", "TelematicsStores",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -103,8 +104,11 @@ let package = Package(
                 "FleetSimulator",
                 "TelematicsStores",
                 "TelematicsPipeline",
+                "CallCentre",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

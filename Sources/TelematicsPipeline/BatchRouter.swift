@@ -1,3 +1,4 @@
+import Metrics
 import TelematicsKafka
 import TelematicsStores
 import TelematicsWire
@@ -11,6 +12,9 @@ public struct PreparedBatch: Sendable {
     /// The last offset processed per partition (committed as offset + 1).
     public var offsets: [KafkaTopicPartition: Int64] = [:]
     public var tally = BatchTally()
+    /// Alerts handed to the emergency lane while routing: the batch commits
+    /// only once every one of them is durable.
+    public var handedOver: [Task<Void, Never>] = []
 
     /// The offsets to commit.
     public var processedOffsets: [KafkaProcessedOffset] {
@@ -37,6 +41,20 @@ public struct BatchTally: Sendable {
         hazards += other.hazards
     }
 
+    /// Adds this tally to the process's metrics (swift-metrics): records by
+    /// kind, rejects by code, drops by consent reason.
+    func exportMetrics() {
+        for (kind, n) in byKind where n > 0 {
+            Counter(label: "telematics_records_total", dimensions: [("kind", "\(kind.name)")]).increment(by: n)
+        }
+        for (code, n) in rejected where n > 0 {
+            Counter(label: "telematics_rejected_total", dimensions: [("code", code.rawValue)]).increment(by: n)
+        }
+        for (reason, n) in droppedForConsent where n > 0 {
+            Counter(label: "telematics_dropped_for_consent_total", dimensions: [("reason", reason)]).increment(by: n)
+        }
+    }
+
     /// This tally as counter deltas (``PipelineCounter`` names), zeros left
     /// out: what the router knows; the store adds stored and duplicates.
     public var counters: [String: Int] {
@@ -61,8 +79,11 @@ final class BatchRouter {
     private var pseudonyms: PseudonymCache
     private let sealer: PositionSealer
     private(set) var consent = ConsentBook()
+    /// Where alerts go at once; without it they are published with the batch.
+    private let emergency: EmergencyLane?
 
-    init(dictionaries: ZstdDictionaries, topics: PipelineTopics, secrets: PipelineSecrets) {
+    init(dictionaries: ZstdDictionaries, topics: PipelineTopics, secrets: PipelineSecrets, emergency: EmergencyLane? = nil) {
+        self.emergency = emergency
         decoder = RecordDecoder(dictionaries: dictionaries)
         self.topics = topics
         pseudonyms = PseudonymCache(Pseudonymizer(key: secrets.pseudonymKey))
@@ -120,6 +141,18 @@ final class BatchRouter {
         return prepared
     }
 
+    /// An alert for the call centre: to the emergency lane at once when
+    /// there is one (it stores, deduplicates and publishes), else published
+    /// with the batch.
+    private func raise(_ alert: CallCentreAlert, in prepared: inout PreparedBatch) {
+        if let emergency {
+            prepared.handedOver.append(emergency.submit(alert))
+        } else {
+            prepared.outputs.append(KafkaProducerMessage(topic: topics.alerts, key: Array(alert.vin.utf8), value: OutputEncoding.json(alert)))
+        }
+        prepared.tally.alerts += 1
+    }
+
     private func apply(_ record: DecodedRecord, to prepared: inout PreparedBatch) {
         let e = record.envelope
         switch record.body {
@@ -136,9 +169,7 @@ final class BatchRouter {
 
         case .hvWarnCall(let call):
             // P0: never dropped for consent (RULES.md).
-            let alert = CallCentreAlert(hvWarnCall: call, envelope: e)
-            prepared.outputs.append(KafkaProducerMessage(topic: topics.alerts, key: Array(alert.vin.utf8), value: OutputEncoding.json(alert)))
-            prepared.tally.alerts += 1
+            raise(CallCentreAlert(hvWarnCall: call, envelope: e), in: &prepared)
 
         case .teleserviceCall(let call):
             let state = consent.state(of: e.vin)
@@ -152,9 +183,7 @@ final class BatchRouter {
                 return
             }
             if urgent {
-                let alert = CallCentreAlert(urgentCall: call, envelope: e)
-                prepared.outputs.append(KafkaProducerMessage(topic: topics.alerts, key: Array(alert.vin.utf8), value: OutputEncoding.json(alert)))
-                prepared.tally.alerts += 1
+                raise(CallCentreAlert(urgentCall: call, envelope: e), in: &prepared)
             }
             prepared.store.teleserviceCalls.append(TeleserviceCallRecord(vin: e.vin, sequence: e.sequence, recordedAtMs: e.recordedAtMs, call: call.materialize()))
 

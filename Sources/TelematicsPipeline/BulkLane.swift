@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import ServiceLifecycle
 import Synchronization
 import TelematicsKafka
@@ -17,6 +18,8 @@ public struct PipelineTopics: Sendable, Hashable {
 
     /// Every ingress topic, sorted.
     public var allIngress: [String] { Set(ingress.values).sorted() }
+    /// The ingress topics but the HV warn calls' (the emergency lane's), sorted.
+    public var bulkIngress: [String] { Set(ingress.filter { $0.key != .hvWarnCall }.values).sorted() }
     /// Every topic the pipeline reads or writes.
     public var all: [String] { Set(allIngress + [alerts, probes, deadLetter]).sorted() }
 }
@@ -100,10 +103,16 @@ public final class BulkLane: Service, Sendable {
     /// The newest durable offset per partition: what the revoke hook and the
     /// final commit commit.
     private let durable = DurableOffsets()
+    /// The emergency lane, if any: it then reads the HV warn topic, and the
+    /// bulk lane hands it the alerts it finds.
+    private let emergency: EmergencyLane?
+    private let storeLatency = Metrics.Timer(label: "telematics_store_batch_seconds", preferredDisplayUnit: .milliseconds)
+    private let lagGauge = Gauge(label: "telematics_consumer_lag")
 
     public init(configuration: PipelineConfiguration, store: any TelematicsStore, dictionaries: ZstdDictionaries,
                 secrets: PipelineSecrets, statistics: PipelineStatistics = PipelineStatistics(),
-                logger: Logger = Logger(label: "telematics.bulk")) {
+                emergency: EmergencyLane? = nil, logger: Logger = Logger(label: "telematics.bulk")) {
+        self.emergency = emergency
         self.configuration = configuration
         self.store = store
         self.dictionaries = dictionaries
@@ -126,8 +135,10 @@ public final class BulkLane: Service, Sendable {
             })
         let consumer = try KafkaConsumer(configuration: configuration.consumer, rebalance: rebalance)
         let producer = try KafkaProducer(configuration: configuration.producer)
-        try consumer.subscribe(configuration.topics.allIngress)
-        logger.info("bulk lane consuming", metadata: ["topics": "\(configuration.topics.allIngress.joined(separator: ","))", "group": "\(configuration.consumer.groupID)"])
+        // With an emergency lane, the HV warn topic is its alone.
+        let topics = emergency == nil ? configuration.topics.allIngress : configuration.topics.bulkIngress
+        try consumer.subscribe(topics)
+        logger.info("bulk lane consuming", metadata: ["topics": "\(topics.joined(separator: ","))", "group": "\(configuration.consumer.groupID)"])
         let (batches, queue) = AsyncStream<PreparedBatch>.makeStream()
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -141,7 +152,9 @@ public final class BulkLane: Service, Sendable {
                 group.addTask {
                     while polling.load(ordering: .relaxed) {
                         if let lag = try? await consumer.lag() {
-                            self.statistics.update { $0.lag = lag.values.reduce(0, +) }
+                            let total = lag.values.reduce(0, +)
+                            self.statistics.update { $0.lag = total }
+                            self.lagGauge.record(total)
                         }
                         for _ in 0..<20 where polling.load(ordering: .relaxed) { try? await Task.sleep(for: .milliseconds(100)) }
                     }
@@ -175,7 +188,7 @@ public final class BulkLane: Service, Sendable {
 
     /// Polls and routes until shutdown; pauses while too many batches wait.
     private func pollLoop(_ consumer: KafkaConsumer, into queue: AsyncStream<PreparedBatch>.Continuation) async throws {
-        let router = BatchRouter(dictionaries: dictionaries, topics: configuration.topics, secrets: secrets)
+        let router = BatchRouter(dictionaries: dictionaries, topics: configuration.topics, secrets: secrets, emergency: emergency)
         var paused = Set<KafkaTopicPartition>()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             // A store a little behind is waited for without pausing: a pause
@@ -238,9 +251,12 @@ public final class BulkLane: Service, Sendable {
         async let published: Void = publish(prepared.outputs, producer: producer)
         let started = ContinuousClock.now
         let result = prepared.store.isEmpty ? StoreBatchResult() : try await retrying("store batch") { try await self.store.apply(prepared.store) }
-        let elapsed = (ContinuousClock.now - started).components
+        let elapsedDuration = ContinuousClock.now - started
+        storeLatency.recordNanoseconds(elapsedDuration.components.seconds * 1_000_000_000 + elapsedDuration.components.attoseconds / 1_000_000_000)
+        let elapsed = elapsedDuration.components
         let storeMs = Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
         try await published
+        for alert in prepared.handedOver { await alert.value }
         // A synchronous commit would wait behind the consumer's long-polling
         // fetch on the same broker connection (up to fetch.wait.max.ms per
         // batch), so the commit goes out in the background. A refused one
@@ -253,6 +269,7 @@ public final class BulkLane: Service, Sendable {
         } catch {
             logger.warning("commit refused; records will be redelivered", metadata: ["error": "\(error)"])
         }
+        prepared.tally.exportMetrics()
         statistics.update { s in
             s.tally.add(prepared.tally)
             s.store.add(result)
@@ -264,41 +281,23 @@ public final class BulkLane: Service, Sendable {
         }
     }
 
-    /// Publishes `messages` and waits until Kafka has every one; failed ones
-    /// are sent again with backoff (an output is never dropped).
-    private func publish(_ messages: [KafkaProducerMessage], producer: KafkaProducer) async throws {
-        var pending = messages
-        var delay = configuration.retryInitialMs
-        while !pending.isEmpty {
-            let summary = try await producer.deliver(pending)
-            let failed = Set(summary.failures.map(\.index))
-            if failed.isEmpty && summary.unreported == 0 { return }
-            logger.warning("publish failed; retrying", metadata: ["failed": "\(failed.count)", "error": "\(summary.failures.first.map { "\($0)" } ?? "unreported")"])
-            pending = summary.unreported > 0 ? pending : pending.enumerated().filter { failed.contains($0.offset) }.map(\.element)
-            try await Task.sleep(for: .milliseconds(delay))
-            delay = min(delay * 2, configuration.retryMaximumMs)
-        }
+    private var retry: RetryPolicy {
+        RetryPolicy(initialMs: configuration.retryInitialMs, maximumMs: configuration.retryMaximumMs, logger: logger)
     }
 
-    /// Runs `body` until it succeeds, waiting longer after each failure: a
-    /// store that is down pauses the lane; nothing is skipped.
+    /// Publishes and waits for every message (retrying; never dropped).
+    private func publish(_ messages: [KafkaProducerMessage], producer: KafkaProducer) async throws {
+        try await retry.deliver(messages, with: producer)
+    }
+
+    /// Runs `body` until it succeeds; a store that is down pauses the lane.
     private func retrying<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
-        var delay = configuration.retryInitialMs
-        while true {
-            do {
-                return try await body()
-            } catch is CancellationError {
-                throw CancellationError()
-            } catch {
-                statistics.update { s in
-                    s.storeRetries += 1
-                    s.lastError = "\(what): \(error)"
-                }
-                logger.warning("\(what) failed; retrying in \(delay) ms", metadata: ["error": "\(error)"])
-                try await Task.sleep(for: .milliseconds(delay))
-                delay = min(delay * 2, configuration.retryMaximumMs)
+        try await retry.retrying(what, onFailure: { error in
+            self.statistics.update { s in
+                s.storeRetries += 1
+                s.lastError = "\(what): \(error)"
             }
-        }
+        }, body)
     }
 }
 

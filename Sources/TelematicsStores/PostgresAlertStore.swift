@@ -12,6 +12,8 @@ import PostgresNIO
 /// `ON CONFLICT DO NOTHING` and, if another instance won the race, merged
 /// into the row it wrote.
 public actor PostgresAlertStore: AlertStore {
+    /// Transactions one at a time on the one connection (the actor is reentrant).
+    private let gate = TransactionGate()
     /// The URL with its password masked, for logs.
     public nonisolated let maskedURL: String
     private let configuration: PostgresConnection.Configuration
@@ -97,7 +99,9 @@ public actor PostgresAlertStore: AlertStore {
     private func transaction<T: Sendable>(
         _ operation: String, _ body: @escaping @Sendable (Session) async throws -> T
     ) async throws(StoreError) -> T {
-        try await runToCompletion { () async throws(StoreError) in
+        await gate.enter()
+        defer { gate.leave() }
+        return try await runToCompletion { () async throws(StoreError) in
             try await self.run(operation) { session in
                 try await session.execute("BEGIN")
                 do {

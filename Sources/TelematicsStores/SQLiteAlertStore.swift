@@ -11,6 +11,8 @@ import SQLiteNIO
 /// COMMIT` (read, merge in Swift by the shared rules, write), shielded from
 /// cancellation by `runToCompletion`. The actor serialises the connection.
 public actor SQLiteAlertStore: AlertStore {
+    /// Transactions one at a time on the one connection (the actor is reentrant).
+    private let gate = TransactionGate()
     /// The database file's name inside the data directory.
     public static let fileName = "alerts.sqlite"
 
@@ -94,7 +96,9 @@ public actor SQLiteAlertStore: AlertStore {
     private func transaction<T: Sendable>(
         _ operation: String, _ body: @escaping @Sendable (SQLiteConnection) async throws -> T
     ) async throws(StoreError) -> T {
-        try await runToCompletion { () async throws(StoreError) in
+        await gate.enter()
+        defer { gate.leave() }
+        return try await runToCompletion { () async throws(StoreError) in
             try await self.run(operation) { connection in
                 _ = try await connection.query("BEGIN IMMEDIATE")
                 do {

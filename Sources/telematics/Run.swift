@@ -1,7 +1,10 @@
 import ArgumentParser
+import CallCentre
 import FleetSimulator
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import TelematicsKafka
 import TelematicsPipeline
@@ -22,6 +25,9 @@ struct Run: AsyncParsableCommand {
             A record's offset is committed only after its store transaction, its \
             alerts and probes, or its dead letter are durable. SIGINT or SIGTERM \
             drains the batches in flight, commits and exits 0.
+            HV warn calls have their own emergency lane (consumer group <group>.emergency, \
+            own producer, own alert store) and reach the call-centre console \
+            (--console) at once, whatever the bulk load.
             """
     )
 
@@ -60,6 +66,15 @@ struct Run: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Stop after this many seconds (default: run until SIGINT/SIGTERM).", valueName: "S"))
     var duration: Double?
 
+    @Option(help: ArgumentHelp("Address of the call-centre console and /metrics, or 'off'.", valueName: "HOST:PORT"))
+    var console = "127.0.0.1:8080"
+
+    @Option(name: .customLong("agent"), help: ArgumentHelp("A call-centre agent who may acknowledge alerts, as name:token (repeatable). Without any, an agent 'agent' gets a token generated into the secrets directory.", valueName: "NAME:TOKEN"))
+    var agents: [String] = []
+
+    @Option(name: .customLong("escalate-after"), help: ArgumentHelp("Seconds an alert may stay unacknowledged before it is escalated.", valueName: "SECONDS"))
+    var escalateAfter: Double = 60
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -71,6 +86,10 @@ struct Run: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "telematics.run")
+        let registry = PrometheusCollectorRegistry()
+        var metricsFactory = PrometheusMetricsFactory(registry: registry)
+        metricsFactory.defaultDurationHistogramBuckets = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000].map { Duration.milliseconds($0) }
+        MetricsSystem.bootstrap(metricsFactory)
 
         let dictionaries = try dictionaryDirectory.map { try ZstdDictionaries(directory: $0) } ?? .none
         let secrets = try PipelineSecrets.loadOrCreate(in: self.secrets) { logger.notice("\($0)") }
@@ -107,11 +126,52 @@ struct Run: AsyncParsableCommand {
             logger.notice("stores: SQLite in \(sqlite)")
         }
 
+        // The emergency lane and the call centre: an alert store of their own.
+        let alertStore: any AlertStore = if let postgres {
+            try await PostgresAlertStore(url: postgres)
+        } else {
+            try await SQLiteAlertStore(directory: sqlite)
+        }
+        var emergencyConsumer = consumer
+        emergencyConsumer.groupID = group + ".emergency"
+        emergencyConsumer.clientID = "telematics-emergency"
+        emergencyConsumer.batchSize = 64
+        var emergencyConfiguration = EmergencyLaneConfiguration(consumer: emergencyConsumer, producer: producer)
+        emergencyConfiguration.topics = topics
+        let laneBox = LaneBox()
+        let desk = AlertDesk(
+            store: alertStore, escalateAfterMs: Int64(escalateAfter * 1000), clock: { wallClockMilliseconds() },
+            publish: { record in
+                var alert = record.alert
+                alert.escalated = true
+                try await laneBox.lane?.republish(alert)
+            })
+        let emergency = try EmergencyLane(configuration: emergencyConfiguration, dictionaries: dictionaries) { alert in
+            try await desk.receive(alert).isNew
+        }
+        laneBox.lane = emergency
+
         let statistics = PipelineStatistics()
         var services: [any Service] = [
-            BulkLane(configuration: configuration, store: store, dictionaries: dictionaries, secrets: secrets, statistics: statistics),
-            RunDisplay(statistics: statistics, duration: duration, exitWhenIdle: exitWhenIdle),
+            emergency,
+            BulkLane(configuration: configuration, store: store, dictionaries: dictionaries, secrets: secrets, statistics: statistics, emergency: emergency),
+            EscalationService(desk: desk),
+            RunDisplay(statistics: statistics, emergency: emergency.statistics, duration: duration, exitWhenIdle: exitWhenIdle),
         ]
+        if console != "off" {
+            var consoleConfiguration = ConsoleConfiguration()
+            try consoleConfiguration.setAddress(console)
+            consoleConfiguration.agents = try agents.isEmpty
+                ? ConsoleConfiguration.agents(fromPairs: ["agent:" + Self.generatedAgentToken(in: self.secrets)])
+                : ConsoleConfiguration.agents(fromPairs: agents)
+            let host = consoleConfiguration.host
+            let announce = agents.isEmpty
+                ? " (agent 'agent', token in \((self.secrets as NSString).appendingPathComponent(Self.agentTokenFile)))" : ""
+            services.append(ConsoleServer(
+                desk: desk, configuration: consoleConfiguration, registry: registry,
+                ready: { statistics.snapshot.assignedPartitions > 0 },
+                onRunning: { port in logger.notice("call-centre console: http://\(host):\(port)/\(announce); metrics at /metrics") }))
+        }
         let rate = simulateRate ?? (embedded != nil ? 2_000 : 0)
         if rate > 0 {
             var fleetConfiguration = FleetSimulator.Configuration(vehicles: simulateVehicles, ratePerSecond: rate)
@@ -127,10 +187,42 @@ struct Run: AsyncParsableCommand {
             logger: logger))
         try await group.run()
         await store.close()
+        await alertStore.close()
         withExtendedLifetime(embedded) {}
         let s = statistics.snapshot
-        writeStandardError(RunDisplay.summary(s) + "\n")
+        writeStandardError(RunDisplay.summary(s, emergency: emergency.statistics.snapshot) + "\n")
     }
+
+    /// The file of the generated agent token, in the secrets directory.
+    static let agentTokenFile = "console-agent-token"
+
+    /// The token of the default agent: read from the secrets directory, or
+    /// generated there (owner-only) on first use.
+    static func generatedAgentToken(in directory: String) throws -> String {
+        let path = (directory as NSString).appendingPathComponent(agentTokenFile)
+        if let existing = try? String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !existing.isEmpty {
+            return existing
+        }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
+        let token = bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: path, contents: Data(token.utf8), attributes: [.posixPermissions: 0o600])
+        return token
+    }
+}
+
+/// Lets the desk's escalation publish through the lane created after it.
+final class LaneBox: @unchecked Sendable {
+    // Set once, before any service runs.
+    var lane: EmergencyLane?
+}
+
+/// Milliseconds since the epoch, by the wall clock.
+func wallClockMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }
 
 /// The built-in fleet simulator as a service of `telematics run`.
@@ -158,6 +250,7 @@ struct SimulatorService: Service {
 /// record has come for `exitWhenIdle` seconds and nothing is in flight.
 struct RunDisplay: Service {
     let statistics: PipelineStatistics
+    let emergency: EmergencyStatistics
     let duration: Double?
     let exitWhenIdle: Double?
 
@@ -166,6 +259,7 @@ struct RunDisplay: Service {
         let terminal = isatty(2) != 0
         var lastLogged = started
         var previous = statistics.snapshot
+        var previousEmergency = emergency.snapshot
         var lastTime = started
         var lastActivity = started
         var seenRecords = previous.tally.records
@@ -174,8 +268,10 @@ struct RunDisplay: Service {
             let now = monotonicSeconds()
             let s = statistics.snapshot
             // Idle time counts only once the group has given this member partitions.
-            if s.tally.records != seenRecords || s.inFlight > 0 || s.assignedPartitions == 0 { lastActivity = now }
-            seenRecords = s.tally.records
+            let e = emergency.snapshot
+            let records = s.tally.records + e.hvWarnCalls
+            if records != seenRecords || s.inFlight > 0 || s.assignedPartitions == 0 { lastActivity = now }
+            seenRecords = records
             // Rates over the interval the line covers: half a second on a
             // terminal, the ten seconds since the last log line otherwise.
             if !terminal && now - lastLogged < 10 {
@@ -186,11 +282,15 @@ struct RunDisplay: Service {
             let seconds = max(now - lastTime, 1e-3)
             let rate = Double(s.committedRecords - previous.committedRecords) / seconds
             let perKind = MessageKind.allCases.map { kind in
-                "\(Self.short(kind)) \(grouped(Int(Double(s.tally.byKind[kind, default: 0] - previous.tally.byKind[kind, default: 0]) / seconds)))"
+                let n = kind == .hvWarnCall
+                    ? e.hvWarnCalls - previousEmergency.hvWarnCalls
+                    : s.tally.byKind[kind, default: 0] - previous.tally.byKind[kind, default: 0]
+                return "\(Self.short(kind)) \(grouped(Int(Double(n) / seconds)))"
             }.joined(separator: " ")
             previous = s
+            previousEmergency = e
             lastTime = now
-            let line = "run: \(grouped(s.committedRecords)) committed, \(grouped(Int(rate)))/s (\(perKind)), lag \(s.lag.map { grouped(Int($0)) } ?? "?"); " + Self.brief(s)
+            let line = "run: \(grouped(s.committedRecords)) committed, \(grouped(Int(rate)))/s (\(perKind)), lag \(s.lag.map { grouped(Int($0)) } ?? "?"); " + Self.brief(s, emergency: e)
             if terminal {
                 writeStandardError("\r" + line + "\u{1B}[K")
             } else if now - lastLogged >= 10 {
@@ -213,20 +313,27 @@ struct RunDisplay: Service {
         }
     }
 
-    static func brief(_ s: PipelineStatistics.Snapshot) -> String {
+    static func brief(_ s: PipelineStatistics.Snapshot, emergency e: EmergencyStatistics.Snapshot) -> String {
         let rejected = s.tally.rejected.values.reduce(0, +)
         let dropped = s.tally.droppedForConsent.values.reduce(0, +)
         return "calls \(grouped(s.store.callsInserted)), cases +\(s.store.casesOpened)/~\(s.store.casesUpdated)/-\(s.store.casesClosed), "
             + "sessions \(grouped(s.store.sessionsInserted)), probe points \(grouped(s.store.probePointsInserted)), "
-            + "alerts \(s.tally.alerts), hazards \(s.tally.hazards), rejected \(rejected), dropped by consent \(dropped), "
+            + "alerts \(e.published) (repeats \(e.repeats)\(latencyP99(e))), hazards \(s.tally.hazards), rejected \(rejected), dropped by consent \(dropped), "
             + "store \(Int(s.lastStoreMs)) ms" + (s.paused ? ", PAUSED (store behind)" : "") + (s.storeRetries > 0 ? ", store retries \(s.storeRetries)" : "")
     }
 
-    static func summary(_ s: PipelineStatistics.Snapshot) -> String {
+    /// ", p99 12 ms" over the lane's recent alerts, or nothing before the first.
+    static func latencyP99(_ e: EmergencyStatistics.Snapshot) -> String {
+        guard !e.latenciesMs.isEmpty else { return "" }
+        let sorted = e.latenciesMs.sorted()
+        return ", p99 \(Int(sorted[min(sorted.count - 1, Int(Double(sorted.count) * 0.99))])) ms"
+    }
+
+    static func summary(_ s: PipelineStatistics.Snapshot, emergency e: EmergencyStatistics.Snapshot) -> String {
         var lines = ["run: \(grouped(s.committedRecords)) records committed in \(s.batches) batches"
             + (s.committedPerSecond.map { ", \(grouped(Int($0))) records/s from the first record to the last commit" } ?? "")]
-        lines.append("  by kind: " + MessageKind.allCases.map { "\($0.name) \(s.tally.byKind[$0, default: 0])" }.joined(separator: ", "))
-        lines.append("  stored: " + brief(s))
+        lines.append("  by kind: " + MessageKind.allCases.map { "\($0.name) \($0 == .hvWarnCall ? e.hvWarnCalls + s.tally.byKind[$0, default: 0] : s.tally.byKind[$0, default: 0])" }.joined(separator: ", "))
+        lines.append("  stored: " + brief(s, emergency: e))
         if !s.tally.rejected.isEmpty {
             lines.append("  rejected to the dead-letter topic: " + s.tally.rejected.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))
         }

@@ -6,6 +6,22 @@ import Testing
 /// The alert store's rules, on both backends.
 @Suite("CallCentre alert store")
 struct AlertStoreTests {
+    @Test("concurrent writes (the emergency lane hands over many alerts at once) each run in their own transaction", arguments: AlertStoreKind.allCases)
+    func concurrentWrites(kind: AlertStoreKind) async throws {
+        try await withAlertStore(kind) { made in
+            let store = made.store
+            let outcomes = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for i in 0..<40 {
+                    group.addTask { try await store.upsert(Sample.hvWarn(event: "evt-c\(i % 20)", sequence: UInt64(100 + i)), receivedAtMs: 1_000).isNew }
+                }
+                return try await group.reduce(into: [Bool]()) { $0.append($1) }
+            }
+            #expect(outcomes.count == 40)
+            #expect(outcomes.filter { $0 }.count == 20, "one new alert per event, the rest repeats")
+            #expect(try await store.alerts(openOnly: true, priority: "P0", limit: 100).count == 20)
+        }
+    }
+
     @Test("one alert per (VIN, event): a repeat updates it, an old or same repeat changes nothing", arguments: AlertStoreKind.allCases)
     func deduplication(kind: AlertStoreKind) async throws {
         try await withAlertStore(kind) { made in
