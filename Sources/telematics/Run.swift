@@ -31,6 +31,12 @@ struct Run: AsyncParsableCommand {
             """
     )
 
+    @Option(help: ArgumentHelp("A settings file: `name = value` lines naming these options (TELEMATICS_CONFIG also names one). Environment variables TELEMATICS_<OPTION> set options too; the command line wins, then the environment, then the file.", valueName: "FILE"))
+    var config: String?
+
+    @Flag(name: .customLong("show-settings"), help: "Print the settings in effect (after file, environment and command line) and exit.")
+    var showSettings = false
+
     @OptionGroup var kafka: KafkaConnectionOptions
 
     @Option(help: "Consumer group of the pipeline instances.")
@@ -78,7 +84,31 @@ struct Run: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    /// Every setting in effect, by option name (``RunSettings/options``).
+    var settings: [(String, String)] {
+        let properties = kafka.kafkaProperties.map { property -> (String, String) in
+            let parts = property.split(separator: "=", maxSplits: 1)
+            return (parts.first.map(String.init) ?? "", parts.count > 1 ? String(parts[1]) : "")
+        }
+        return [
+            ("brokers", kafka.brokers ?? ""),
+            ("kafka-property", describeKafkaProperties(properties).replacingOccurrences(of: "\n", with: ";")),
+            ("compression", kafka.compression.rawValue), ("group", group), ("sqlite", sqlite),
+            ("postgres", postgres.map { _ in "(set)" } ?? ""), ("secrets", secrets),
+            ("exit-when-idle", exitWhenIdle.map { "\($0)" } ?? ""), ("dict-dir", dictionaryDirectory ?? ""),
+            ("batch-size", "\(batchSize)"), ("partitions", "\(partitions)"),
+            ("simulate-rate", simulateRate.map { "\($0)" } ?? ""), ("simulate-vehicles", "\(simulateVehicles)"),
+            ("duration", duration.map { "\($0)" } ?? ""), ("console", console),
+            ("agent", agents.map { $0.split(separator: ":").first.map { "\($0):***" } ?? "" }.joined(separator: ";")),
+            ("escalate-after", "\(escalateAfter)"), ("log-level", logLevel),
+        ]
+    }
+
     func run() async throws {
+        if showSettings {
+            for (name, value) in settings { print("\(name) = \(value)") }
+            return
+        }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -156,7 +186,11 @@ struct Run: AsyncParsableCommand {
             emergency,
             BulkLane(configuration: configuration, store: store, dictionaries: dictionaries, secrets: secrets, statistics: statistics, emergency: emergency),
             EscalationService(desk: desk),
-            RunDisplay(statistics: statistics, emergency: emergency.statistics, duration: duration, exitWhenIdle: exitWhenIdle),
+            RunDisplay(
+                statistics: statistics, emergency: emergency.statistics, duration: duration, exitWhenIdle: exitWhenIdle,
+                // The mock cluster keeps about 25,000 records per partition and
+                // drops older ones; warn well before a partition gets there.
+                lagWarning: embedded == nil ? nil : Int64(partitions) * 15_000),
         ]
         if console != "off" {
             var consoleConfiguration = ConsoleConfiguration()
@@ -253,6 +287,8 @@ struct RunDisplay: Service {
     let emergency: EmergencyStatistics
     let duration: Double?
     let exitWhenIdle: Double?
+    /// Lag beyond which the embedded cluster may drop records before they are read.
+    var lagWarning: Int64? = nil
 
     func run() async throws {
         let started = monotonicSeconds()
@@ -260,6 +296,7 @@ struct RunDisplay: Service {
         var lastLogged = started
         var previous = statistics.snapshot
         var previousEmergency = emergency.snapshot
+        var warnedOfLag = false
         var lastTime = started
         var lastActivity = started
         var seenRecords = previous.tally.records
@@ -269,6 +306,11 @@ struct RunDisplay: Service {
             let s = statistics.snapshot
             // Idle time counts only once the group has given this member partitions.
             let e = emergency.snapshot
+            if let lagWarning, let lag = s.lag, lag > lagWarning, !warnedOfLag {
+                warnedOfLag = true
+                writeStandardError((terminal ? "\n" : "") + "warning: the pipeline is \(grouped(Int(lag))) records behind; the embedded cluster keeps "
+                    + "only about 25,000 records per partition and drops older ones unread. Lower --simulate-rate, or run against a real cluster.\n")
+            }
             let records = s.tally.records + e.hvWarnCalls
             if records != seenRecords || s.inFlight > 0 || s.assignedPartitions == 0 { lastActivity = now }
             seenRecords = records

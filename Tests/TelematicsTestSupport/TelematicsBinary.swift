@@ -20,12 +20,16 @@ public enum TelematicsBinary {
         public let stderr: String
     }
 
-    /// Runs `telematics ARGUMENTS` to completion, feeding `stdin`.
-    public static func run(_ arguments: [String], stdin: Data? = nil) throws -> Output {
+    /// Runs `telematics ARGUMENTS` to completion, feeding `stdin`, with
+    /// `environment` added to this process's environment.
+    public static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws -> Output {
         guard let binary = url else { throw CocoaError(.fileNoSuchFile) }
         let p = Process()
         p.executableURL = binary
         p.arguments = arguments
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         let out = Pipe(), err = Pipe(), input = Pipe()
         p.standardOutput = out
         p.standardError = err
