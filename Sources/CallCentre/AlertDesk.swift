@@ -63,7 +63,17 @@ public actor AlertDesk {
     /// The caller publishes a ``AlertUpsert/new(_:)`` alert (and only that:
     /// a repeat does not page twice), then commits the record's offset.
     public func receive(_ alert: CallCentreAlert) async throws(StoreError) -> AlertUpsert {
-        let outcome = try await store.upsert(alert, receivedAtMs: clock())
+        try await receive([alert])[0]
+    }
+
+    /// Several alerts at once, stored in one transaction; outcomes in order.
+    public func receive(_ alerts: [CallCentreAlert]) async throws(StoreError) -> [AlertUpsert] {
+        let outcomes = try await store.upsert(alerts, receivedAtMs: clock())
+        for outcome in outcomes { note(outcome) }
+        return outcomes
+    }
+
+    private func note(_ outcome: AlertUpsert) {
         switch outcome {
         case .new(let r):
             metrics.received(r.alert.priority).increment()
@@ -74,7 +84,6 @@ public actor AlertDesk {
         case .unchanged:
             metrics.repeats.increment()
         }
-        return outcome
     }
 
     /// Records that `agent` acknowledged the alert (the first acknowledgement

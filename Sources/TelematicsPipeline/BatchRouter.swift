@@ -81,6 +81,8 @@ final class BatchRouter {
     private(set) var consent = ConsentBook()
     /// Where alerts go at once; without it they are published with the batch.
     private let emergency: EmergencyLane?
+    /// P1 alerts of the batch being routed, handed over together at its end.
+    private var urgent: [CallCentreAlert] = []
 
     init(dictionaries: ZstdDictionaries, topics: PipelineTopics, secrets: PipelineSecrets, emergency: EmergencyLane? = nil) {
         self.emergency = emergency
@@ -138,6 +140,11 @@ final class BatchRouter {
         // Committed with the batch's data, so they agree with it after a crash;
         // a redelivered batch is counted again (StoreBatch explains why).
         prepared.store.counters = prepared.tally.counters
+        if let emergency, !urgent.isEmpty {
+            prepared.handedOver.append(emergency.submit(urgent))
+            urgent.removeAll()
+        }
+        prepared.store.prepareProbes()
         return prepared
     }
 
@@ -146,7 +153,13 @@ final class BatchRouter {
     /// with the batch.
     private func raise(_ alert: CallCentreAlert, in prepared: inout PreparedBatch) {
         if let emergency {
-            prepared.handedOver.append(emergency.submit(alert))
+            // P0 goes over this moment; P1 calls go together when the batch
+            // is routed (milliseconds later), stored in one transaction.
+            if alert.priority == "P0" {
+                prepared.handedOver.append(emergency.submit([alert]))
+            } else {
+                urgent.append(alert)
+            }
         } else {
             prepared.outputs.append(KafkaProducerMessage(topic: topics.alerts, key: Array(alert.vin.utf8), value: OutputEncoding.json(alert)))
         }

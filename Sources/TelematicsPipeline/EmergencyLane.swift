@@ -7,11 +7,12 @@ import TelematicsKafka
 import TelematicsStores
 import TelematicsWire
 
-/// Makes an alert durable (the call-centre desk stores it) and says whether
-/// it is new: a new alert is published, a repeat of one already stored is
-/// not (it must not page twice). Throws when the alert could not be stored;
-/// the lane then tries again, it never drops an alert.
-public typealias AlertHandler = @Sendable (CallCentreAlert) async throws -> Bool
+/// Makes alerts durable (the call-centre desk stores them, together) and
+/// says of each, in order, whether it is new: a new alert is published, a
+/// repeat of one already stored is not (it must not page twice). Throws
+/// when the alerts could not be stored; the lane then tries again, it never
+/// drops an alert.
+public typealias AlertHandler = @Sendable ([CallCentreAlert]) async throws -> [Bool]
 
 /// How the emergency lane runs.
 public struct EmergencyLaneConfiguration: Sendable {
@@ -102,12 +103,12 @@ public final class EmergencyLane: Service, Sendable {
         self.logger = logger
     }
 
-    /// Takes over an alert the bulk lane found, at once: the returned task
-    /// ends when the alert is stored and, if new, published (it retries
-    /// until then; it ends early only if cancelled).
-    public func submit(_ alert: CallCentreAlert) -> Task<Void, Never> {
-        statistics.update { $0.handedOver += 1 }
-        return Task(priority: .high) { try? await self.handle([(alert, nil)]) }
+    /// Takes over alerts the bulk lane found, at once: the returned task
+    /// ends when they are stored (in one transaction) and the new ones
+    /// published (it retries until then; it ends early only if cancelled).
+    public func submit(_ alerts: [CallCentreAlert]) -> Task<Void, Never> {
+        statistics.update { $0.handedOver += alerts.count }
+        return Task(priority: .high) { try? await self.handle(alerts.map { ($0, nil) }) }
     }
 
     /// Publishes an alert again (escalation: `escalated` set by the caller),
@@ -196,11 +197,9 @@ public final class EmergencyLane: Service, Sendable {
     /// retries each step until it succeeds.
     private func handle(_ alerts: [(CallCentreAlert, Int64?)]) async throws {
         guard !alerts.isEmpty else { return }
-        var fresh: [(CallCentreAlert, Int64?)] = []
-        for (alert, timestamp) in alerts {
-            let isNew = try await retrying("store alert") { try await self.handler(alert) }
-            if isNew { fresh.append((alert, timestamp)) } else { statistics.update { $0.repeats += 1 } }
-        }
+        let isNew = try await retrying("store alerts") { try await self.handler(alerts.map(\.0)) }
+        let fresh = zip(alerts, isNew).filter(\.1).map(\.0)
+        statistics.update { $0.repeats += alerts.count - fresh.count }
         guard !fresh.isEmpty else { return }
         try await deliver(fresh.map { message($0.0) })
         published.increment(by: fresh.count)

@@ -86,10 +86,10 @@ public enum AlertUpsert: Hashable, Sendable {
 /// ``TelematicsStore`` (its own connection), so that a slow bulk
 /// transaction never delays an alert. Every write is idempotent.
 public protocol AlertStore: Sendable {
-    /// Stores a received alert: inserts it, updates the stored one with a
-    /// newer repeat (keeping acknowledgement and escalation), or leaves it
-    /// alone for a repeat with the same or an older sequence.
-    func upsert(_ alert: CallCentreAlert, receivedAtMs: Int64) async throws(StoreError) -> AlertUpsert
+    /// Stores received alerts, each as ``upsert(_:receivedAtMs:)`` says, in
+    /// one transaction (one commit, one fsync), each as
+    /// ``upsert(_:receivedAtMs:)`` would in the given order; the outcomes in that order.
+    func upsert(_ alerts: [CallCentreAlert], receivedAtMs: Int64) async throws(StoreError) -> [AlertUpsert]
     /// Records who acknowledged the alert and when; the first
     /// acknowledgement wins, later ones return the record unchanged. Nil when
     /// there is no such alert.
@@ -147,5 +147,15 @@ enum AlertRows {
     /// The alert of a payload column.
     static func alert(payload: String) throws -> CallCentreAlert {
         try JSONDecoder().decode(CallCentreAlert.self, from: Data(payload.utf8))
+    }
+}
+
+extension AlertStore {
+    /// Stores a received alert: inserts it, updates the stored one with a
+    /// newer repeat (keeping acknowledgement and escalation), or leaves it
+    /// alone for a repeat with the same or an older sequence.
+    public func upsert(_ alert: CallCentreAlert, receivedAtMs: Int64) async throws(StoreError) -> AlertUpsert {
+        // One alert in, one outcome out.
+        try await upsert([alert], receivedAtMs: receivedAtMs)[0]
     }
 }

@@ -31,8 +31,8 @@ protocol BatchWriter: Sendable {
     func insertCases(_ cases: [MaintenanceCase]) async throws
     /// Inserts the sessions not stored yet; returns how many were inserted.
     func insertChargeSessions(_ sessions: [ChargeSessionRecord]) async throws -> Int
-    /// Inserts the probes not stored yet (a row each); returns the keys of those inserted.
-    func insertProbes(_ probes: [PackedProbe]) async throws -> Set<ProbeKey>
+    /// Inserts the probes not stored yet (a row each); says which were inserted.
+    func insertProbes(_ probes: [PackedProbe]) async throws -> ProbeInsertion
     /// Inserts the memberships not stored yet; returns the (tile, minute) of each inserted.
     func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key]
     /// Adds these sums to the aggregates (one entry per key).
@@ -41,6 +41,14 @@ protocol BatchWriter: Sendable {
     func addToBuckets(_ buckets: [(TrafficDelta.BucketKey, Int)]) async throws
     /// Adds these deltas to the named counters (one entry per name), creating them at 0.
     func addToCounters(_ deltas: [(String, Int)]) async throws
+}
+
+/// Which probes an insert stored.
+enum ProbeInsertion {
+    /// Every probe given (none was stored before).
+    case all
+    /// Only these.
+    case only(Set<ProbeKey>)
 }
 
 /// Which consent changes of a batch take effect: the pure part of the
@@ -142,22 +150,27 @@ func applyBatch(_ batch: StoreBatch, with writer: some BatchWriter) async throws
     // 4. Probes, a row each; only the points of newly stored ones reach
     // the aggregates (a probe is stored whole or not at all).
     if !batch.probePoints.isEmpty {
-        let probes = ProbePacking.group(batch.probePoints)
-        var inserted = try await writer.insertProbes(probes)
+        let prepared = batch.preparedProbes.flatMap { $0.matches(batch.probePoints) ? $0 : nil } ?? PreparedProbes(batch.probePoints)
+        var allNew = false
         var newPoints: [ProbePoint] = []
-        for probe in probes where inserted.remove(probe.key) != nil { newPoints += probe.points }
-        result.probePointsInserted = newPoints.count
-        result.probePointsAlreadyPresent = batch.probePoints.count - newPoints.count
-        if !newPoints.isEmpty {
-            // Sorted keys: concurrent writers (several pipeline instances on
-            // one PostgreSQL) then lock aggregate rows in the same order and
-            // cannot deadlock each other.
-            var delta = TrafficDelta(newPoints: newPoints)
-            let memberships = delta.memberships.sorted { ($0.key, $0.pseudonym) < ($1.key, $1.pseudonym) }
-            delta.addNewVehicles(try await writer.insertMemberships(memberships))
-            try await writer.addToAggregates(delta.sums.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
-            try await writer.addToBuckets(
-                delta.buckets.sorted { ($0.key.key, $0.key.bucket) < ($1.key.key, $1.key.bucket) }.map { ($0.key, $0.value) })
+        switch try await writer.insertProbes(prepared.probes) {
+        case .all:
+            allNew = true
+        case .only(var inserted):
+            allNew = inserted.count == prepared.probes.count
+            if !allNew {
+                for probe in prepared.probes where inserted.remove(probe.key) != nil { newPoints += probe.points }
+            }
+        }
+        result.probePointsInserted = allNew ? prepared.probes.reduce(0) { $0 + $1.points.count } : newPoints.count
+        result.probePointsAlreadyPresent = batch.probePoints.count - result.probePointsInserted
+        if result.probePointsInserted > 0 {
+            // Usually every probe is new and the deltas prepared ahead hold;
+            // after a redelivery only the new probes' points count.
+            var traffic = allNew ? prepared.traffic : SortedTrafficDelta(TrafficDelta(newPoints: newPoints))
+            traffic.addNewVehicles(try await writer.insertMemberships(traffic.memberships))
+            try await writer.addToAggregates(traffic.sums)
+            try await writer.addToBuckets(traffic.buckets)
         }
     }
 

@@ -183,8 +183,19 @@ public actor PostgresAlertStore: AlertStore {
         }
     }
 
-    public func upsert(_ alert: CallCentreAlert, receivedAtMs: Int64) async throws(StoreError) -> AlertUpsert {
+    public func upsert(_ alerts: [CallCentreAlert], receivedAtMs: Int64) async throws(StoreError) -> [AlertUpsert] {
         try await transaction("upsert") { session in
+            // Rows locked in id order: two instances upserting overlapping
+            // alerts cannot deadlock each other. Outcomes in the given order.
+            var outcomes = [AlertUpsert?](repeating: nil, count: alerts.count)
+            for index in alerts.indices.sorted(by: { (AlertRecord.id(for: alerts[$0]), $0) < (AlertRecord.id(for: alerts[$1]), $1) }) {
+                outcomes[index] = try await Self.upsert(alerts[index], receivedAtMs: receivedAtMs, session)
+            }
+            return outcomes.map { $0! }
+        }
+    }
+
+    private static func upsert(_ alert: CallCentreAlert, receivedAtMs: Int64, _ session: Session) async throws -> AlertUpsert {
             let id = AlertRecord.id(for: alert)
             var outcome = AlertRows.merge(stored: try await session.select(id: id, forUpdate: true), incoming: alert, receivedAtMs: receivedAtMs)
             if case .new(let r) = outcome, try await !session.insert(r) {
@@ -193,7 +204,6 @@ public actor PostgresAlertStore: AlertStore {
             }
             if case .updated(let r) = outcome { try await session.update(r) }
             return outcome
-        }
     }
 
     public func acknowledge(id: String, by agent: String, atMs: Int64) async throws(StoreError) -> AlertRecord? {

@@ -652,7 +652,7 @@ struct PostgresWriter: BatchWriter {
             """, binds)
     }
 
-    func insertProbes(_ probes: [PackedProbe]) async throws -> Set<ProbeKey> {
+    func insertProbes(_ probes: [PackedProbe]) async throws -> ProbeInsertion {
         var binds = PostgresBindings()
         binds.append(probes.map(\.key.pseudonym))
         binds.append(probes.map { Self.seq($0.key.sequence) })
@@ -670,7 +670,7 @@ struct PostgresWriter: BatchWriter {
         ).decode((String, Int64).self) {
             keys.insert(ProbeKey(pseudonym: pseudonym, sequence: UInt64(bitPattern: seq)))
         }
-        return keys
+        return .only(keys)
     }
 
     func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key] {

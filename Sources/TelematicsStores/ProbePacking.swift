@@ -6,14 +6,42 @@ struct ProbeKey: Hashable {
 
 /// One probe as the stores keep it: a row whose points are packed into one
 /// blob, so that a probe of twenty points is one row write, not twenty.
-struct PackedProbe {
+struct PackedProbe: Sendable {
     var key: ProbeKey
     /// Time of the first point: what retention deletes by.
     var firstTMs: Int64
     /// The points, in the order of the probe.
     var points: ArraySlice<ProbePoint>
     /// ``ProbePacking/pack(_:)`` of the points.
-    var blob: [UInt8] { ProbePacking.pack(points) }
+    var blob: [UInt8]
+}
+
+/// A batch's probes made ready for the store ahead of its transaction
+/// (``StoreBatch/prepareProbes()``, on the pipeline's routing thread): grouped
+/// and packed, with the aggregate deltas they make if all of them are new,
+/// in lock order. Only what the store alone can know is left to the
+/// transaction: which probes are new.
+struct PreparedProbes: Sendable {
+    var probes: [PackedProbe]
+    /// Points of the batch, and the keys of its first and last: to notice a
+    /// batch changed after it was prepared.
+    var pointCount: Int
+    var ends: [ProbeKey]
+    /// The deltas of all points, sorted.
+    var traffic: SortedTrafficDelta
+
+    init(_ points: [ProbePoint]) {
+        probes = ProbePacking.group(points)
+        pointCount = points.count
+        ends = [points.first, points.last].compactMap { $0.map { ProbeKey(pseudonym: $0.pseudonym, sequence: $0.sequence) } }
+        traffic = SortedTrafficDelta(TrafficDelta(newPoints: probes.lazy.flatMap(\.points)))
+    }
+
+    /// Whether this was prepared from `points`.
+    func matches(_ points: [ProbePoint]) -> Bool {
+        points.count == pointCount
+            && ends == [points.first, points.last].compactMap { $0.map { ProbeKey(pseudonym: $0.pseudonym, sequence: $0.sequence) } }
+    }
 }
 
 /// The blob format of `probes.points`: per point, little-endian, 30 bytes:
@@ -40,7 +68,7 @@ enum ProbePacking {
             }
             if seen.insert(key).inserted {
                 let run = points[start..<end]
-                probes.append(PackedProbe(key: key, firstTMs: run.map(\.tMs).min() ?? 0, points: run))
+                probes.append(PackedProbe(key: key, firstTMs: run.map(\.tMs).min() ?? 0, points: run, blob: pack(run)))
             }
             start = end
         }

@@ -126,8 +126,15 @@ public actor SQLiteAlertStore: AlertStore {
             acknowledgedAtMs: r.isNull(6) ? nil : try r.int64(6), escalatedAtMs: r.isNull(7) ? nil : try r.int64(7))
     }
 
-    public func upsert(_ alert: CallCentreAlert, receivedAtMs: Int64) async throws(StoreError) -> AlertUpsert {
+    public func upsert(_ alerts: [CallCentreAlert], receivedAtMs: Int64) async throws(StoreError) -> [AlertUpsert] {
         try await transaction("upsert") { connection in
+            var outcomes: [AlertUpsert] = []
+            for alert in alerts { outcomes.append(try await Self.upsert(alert, receivedAtMs: receivedAtMs, connection)) }
+            return outcomes
+        }
+    }
+
+    private static func upsert(_ alert: CallCentreAlert, receivedAtMs: Int64, _ connection: SQLiteConnection) async throws -> AlertUpsert {
             let stored = try await Self.select(connection, id: AlertRecord.id(for: alert))
             let outcome = AlertRows.merge(stored: stored, incoming: alert, receivedAtMs: receivedAtMs)
             switch outcome {
@@ -147,7 +154,6 @@ public actor SQLiteAlertStore: AlertStore {
                 break
             }
             return outcome
-        }
     }
 
     public func acknowledge(id: String, by agent: String, atMs: Int64) async throws(StoreError) -> AlertRecord? {

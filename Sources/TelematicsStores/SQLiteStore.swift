@@ -616,23 +616,38 @@ struct SQLiteWriter: BatchWriter {
         }.count
     }
 
-    func insertProbes(_ probes: [PackedProbe]) async throws -> Set<ProbeKey> {
-        let rows = try await chunked(probes.map {
-            [.text($0.key.pseudonym), .seq($0.key.sequence), .int($0.firstTMs), .int($0.points.count),
-             .blob(ByteBuffer(bytes: $0.blob))]
-        }) {
+    func insertProbes(_ probes: [PackedProbe]) async throws -> ProbeInsertion {
+        let rows = probes.map { p -> [SQLiteData] in
+            [.text(p.key.pseudonym), .seq(p.key.sequence), .int(p.firstTMs), .int(p.points.count), .blob(ByteBuffer(bytes: p.blob))]
+        }
+        // Usually none is stored yet: a plain INSERT then says so without
+        // returning a row per probe. A redelivery violates the key; the
+        // savepoint undoes the attempt and the careful insert says which
+        // probes are new (any other violation fails there too, for real).
+        _ = try await connection.query("SAVEPOINT probes")
+        do {
+            _ = try await chunked(rows) {
+                "INSERT INTO probes (pseudonym, sequence, t_ms, point_count, points) VALUES \(Self.values($0, 5))"
+            }
+            _ = try await connection.query("RELEASE probes")
+            return .all
+        } catch let error as SQLiteError where "\(error.reason)".hasPrefix("constraint") {
+            _ = try await connection.query("ROLLBACK TO probes")
+            _ = try await connection.query("RELEASE probes")
+        }
+        let returned = try await chunked(rows) {
             """
             INSERT INTO probes (pseudonym, sequence, t_ms, point_count, points)
             VALUES \(Self.values($0, 5)) ON CONFLICT DO NOTHING RETURNING pseudonym, sequence
             """
         }
         var keys: Set<ProbeKey> = []
-        keys.reserveCapacity(rows.count)
-        for row in rows {
+        keys.reserveCapacity(returned.count)
+        for row in returned {
             let r = SQLiteRowReader(row)
             keys.insert(ProbeKey(pseudonym: try r.text(0), sequence: try r.uint64(1)))
         }
-        return keys
+        return .only(keys)
     }
 
     func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key] {

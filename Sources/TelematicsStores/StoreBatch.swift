@@ -214,6 +214,17 @@ public struct StoreBatch: Sendable {
     /// transaction. The store adds the names it alone can know
     /// (``StoreBatchResult/counters``) to these itself.
     public var counters: [String: Int]
+    /// ``probePoints`` grouped, packed and reduced ahead (``prepareProbes()``).
+    var preparedProbes: PreparedProbes?
+
+    /// Does the store's pure work on the probe points now, outside the
+    /// store's transaction: group and pack them into probe rows and reduce
+    /// them to aggregate deltas. Call it last, once the points are final (a
+    /// store that finds them changed since does the work again itself). The
+    /// pipeline calls it while routing, on a core the store does not use.
+    public mutating func prepareProbes() {
+        preparedProbes = probePoints.isEmpty ? nil : PreparedProbes(probePoints)
+    }
 
     /// A batch from its parts; all empty by default.
     public init(

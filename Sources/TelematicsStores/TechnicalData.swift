@@ -29,15 +29,33 @@ enum TechnicalData {
         }
     }
 
+    // Written by hand, keys sorted as JSONEncoder's .sortedKeys would: it
+    // runs for every stored call, and JSONEncoder cost more than the insert.
     static func json(_ items: [ServiceItem]) -> String {
-        encode(items.map {
-            Item(type: $0.type.rawValue, typeName: $0.type.description, status: $0.status.rawValue,
-                 statusName: $0.status.description, dueInDays: $0.dueInDays, dueInKm: $0.dueInKm)
-        })
+        "[" + items.map {
+            "{\"due_in_days\":\($0.dueInDays),\"due_in_km\":\($0.dueInKm),\"status\":\($0.status.rawValue),"
+                + "\"status_name\":\(quoted($0.status.description)),\"type\":\($0.type.rawValue),\"type_name\":\(quoted($0.type.description))}"
+        }.joined(separator: ",") + "]"
     }
 
     static func json(_ controls: [CheckControl]) -> String {
-        encode(controls.map { Control(code: $0.code, severity: $0.severity.rawValue, severityName: $0.severity.description) })
+        "[" + controls.map {
+            "{\"code\":\($0.code),\"severity\":\($0.severity.rawValue),\"severity_name\":\(quoted($0.severity.description))}"
+        }.joined(separator: ",") + "]"
+    }
+
+    /// A JSON string literal of `text`.
+    static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 
     static func serviceItems(_ json: String) throws -> [ServiceItem] {
@@ -51,14 +69,5 @@ enum TechnicalData {
         try JSONDecoder().decode([Control].self, from: Data(json.utf8)).map {
             CheckControl(code: $0.code, severity: Severity(rawValue: $0.severity))
         }
-    }
-
-    private static func encode<T: Encodable>(_ value: T) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        // Encoding plain integers and strings cannot fail; "[]" keeps the
-        // column valid JSON should it ever.
-        guard let data = try? encoder.encode(value) else { return "[]" }
-        return String(decoding: data, as: UTF8.self)
     }
 }

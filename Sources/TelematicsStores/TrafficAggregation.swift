@@ -58,16 +58,16 @@ public struct SpeedHistogram: Hashable, Sendable {
 
 /// What newly stored probe points add to the traffic aggregates: a pure
 /// reduction both stores share, so the SQL only adds deltas.
-struct TrafficDelta {
+struct TrafficDelta: Sendable {
     /// (tile, minute) of an aggregate.
-    struct Key: Hashable, Comparable {
+    struct Key: Hashable, Comparable, Sendable {
         var tile: Int64
         var minuteMs: Int64
         static func < (a: Key, b: Key) -> Bool { (a.tile, a.minuteMs) < (b.tile, b.minuteMs) }
     }
 
     /// Additions to one aggregate row.
-    struct Sums {
+    struct Sums: Sendable {
         var points = 0
         var speedSumDkmh: Int64 = 0
         var vehicles = 0
@@ -81,13 +81,13 @@ struct TrafficDelta {
     var memberships: Set<Membership> = []
 
     /// (tile, minute, bucket) of a histogram row.
-    struct BucketKey: Hashable {
+    struct BucketKey: Hashable, Sendable {
         var key: Key
         var bucket: Int
     }
 
     /// One vehicle's presence in a tile-minute.
-    struct Membership: Hashable {
+    struct Membership: Hashable, Sendable {
         var key: Key
         var pseudonym: String
     }
@@ -103,10 +103,28 @@ struct TrafficDelta {
             memberships.insert(Membership(key: key, pseudonym: p.pseudonym))
         }
     }
+}
 
-    /// Counts the vehicles that are new to their tile-minute, given the
-    /// memberships the store had not seen before.
-    mutating func addNewVehicles(_ newMemberships: some Sequence<Key>) {
-        for key in newMemberships { sums[key, default: Sums()].vehicles += 1 }
+/// A ``TrafficDelta`` as the writes take it, each list sorted by key:
+/// concurrent writers (several pipeline instances on one PostgreSQL) then
+/// lock aggregate rows in the same order and cannot deadlock each other.
+struct SortedTrafficDelta: Sendable {
+    var memberships: [TrafficDelta.Membership]
+    var sums: [(TrafficDelta.Key, TrafficDelta.Sums)]
+    var buckets: [(TrafficDelta.BucketKey, Int)]
+
+    init(_ delta: TrafficDelta) {
+        memberships = delta.memberships.sorted { ($0.key, $0.pseudonym) < ($1.key, $1.pseudonym) }
+        sums = delta.sums.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        buckets = delta.buckets.sorted { ($0.key.key, $0.key.bucket) < ($1.key.key, $1.key.bucket) }.map { ($0.key, $0.value) }
+    }
+
+    /// Counts one more vehicle in each tile-minute of `newMemberships`
+    /// (the memberships the store had not seen before).
+    mutating func addNewVehicles(_ newMemberships: [TrafficDelta.Key]) {
+        guard !newMemberships.isEmpty else { return }
+        var added: [TrafficDelta.Key: Int] = [:]
+        for key in newMemberships { added[key, default: 0] += 1 }
+        for i in sums.indices { sums[i].1.vehicles += added[sums[i].0] ?? 0 }
     }
 }

@@ -176,8 +176,8 @@ struct Run: AsyncParsableCommand {
                 alert.escalated = true
                 try await laneBox.lane?.republish(alert)
             })
-        let emergency = try EmergencyLane(configuration: emergencyConfiguration, dictionaries: dictionaries) { alert in
-            try await desk.receive(alert).isNew
+        let emergency = try EmergencyLane(configuration: emergencyConfiguration, dictionaries: dictionaries) { alerts in
+            try await desk.receive(alerts).map(\.isNew)
         }
         laneBox.lane = emergency
 
@@ -372,8 +372,11 @@ struct RunDisplay: Service {
     }
 
     static func summary(_ s: PipelineStatistics.Snapshot, emergency e: EmergencyStatistics.Snapshot) -> String {
-        var lines = ["run: \(grouped(s.committedRecords)) records committed in \(s.batches) batches"
-            + (s.committedPerSecond.map { ", \(grouped(Int($0))) records/s from the first record to the last commit" } ?? "")]
+        // The emergency lane commits its HV warn calls itself, as they come.
+        let committed = s.committedRecords + e.hvWarnCalls
+        let rate = s.committedPerSecond.map { $0 * Double(committed) / Double(max(1, s.committedRecords)) }
+        var lines = ["run: \(grouped(committed)) records committed in \(s.batches) batches"
+            + (rate.map { ", \(grouped(Int($0))) records/s from the first record to the last commit" } ?? "")]
         lines.append("  by kind: " + MessageKind.allCases.map { "\($0.name) \($0 == .hvWarnCall ? e.hvWarnCalls + s.tally.byKind[$0, default: 0] : s.tally.byKind[$0, default: 0])" }.joined(separator: ", "))
         lines.append("  stored: " + brief(s, emergency: e))
         if !s.tally.rejected.isEmpty {
