@@ -449,6 +449,26 @@ public final class KafkaProducer: @unchecked Sendable {
         return summary.reports
     }
 
+    /// Looks up `topics` (their partitions and leaders) and connects to the
+    /// brokers now, so that the first record sent to them does not wait for
+    /// that (with the idempotent producer's id, several hundred ms on a
+    /// fresh client). Optional: sending works without it, only later.
+    public func prepare(topics: [String], timeoutMs: Int32 = 10_000) async throws(KafkaError) {
+        let rk = SendableHandle(handle)
+        try await blocking.run { () throws(KafkaError) in
+            for topic in topics {
+                guard let rkt = rd_kafka_topic_new(rk.raw, topic, nil) else {
+                    throw KafkaError(rd_kafka_last_error(), context: "prepare \(topic)")
+                }
+                defer { rd_kafka_topic_destroy(rkt) }
+                var metadata: UnsafePointer<rd_kafka_metadata>?
+                let err = rd_kafka_metadata(rk.raw, 0, rkt, &metadata, timeoutMs)
+                if let metadata { rd_kafka_metadata_destroy(metadata) }
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "metadata of \(topic)") }
+            }
+        }
+    }
+
     /// Waits (on a dedicated thread) until every enqueued record has its
     /// delivery report, or throws ``KafkaError/Code/timedOut`` after `timeoutMs`.
     public func flush(timeoutMs: Int32 = 30_000) async throws(KafkaError) {

@@ -135,6 +135,13 @@ public final class BulkLane: Service, Sendable {
             })
         let consumer = try KafkaConsumer(configuration: configuration.consumer, rebalance: rebalance)
         let producer = try KafkaProducer(configuration: configuration.producer)
+        // Outputs look up their topics now, while the group forms, not when
+        // the first batch waits for them.
+        do {
+            try await producer.prepare(topics: [configuration.topics.alerts, configuration.topics.probes, configuration.topics.deadLetter])
+        } catch {
+            logger.warning("output topics not looked up ahead", metadata: ["error": "\(error)"])
+        }
         // With an emergency lane, the HV warn topic is its alone.
         let topics = emergency == nil ? configuration.topics.allIngress : configuration.topics.bulkIngress
         try consumer.subscribe(topics)

@@ -121,6 +121,11 @@ public final class EmergencyLane: Service, Sendable {
         let topic = configuration.topics.ingress[.hvWarnCall] ?? MessageKind.hvWarnCall.defaultTopic
         let consumer = try KafkaConsumer(configuration: configuration.consumer)
         try consumer.subscribe([topic])
+        do {
+            try await producer.prepare(topics: [configuration.topics.alerts, configuration.topics.deadLetter] + configuration.topics.bulkIngress)
+        } catch {
+            logger.warning("output topics not looked up ahead", metadata: ["error": "\(error)"])
+        }
         logger.info("emergency lane consuming", metadata: ["topic": "\(topic)", "group": "\(configuration.consumer.groupID)"])
         let decoder = RecordDecoder(dictionaries: dictionaries)
         var failure: (any Error)?
