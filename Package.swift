@@ -65,6 +65,7 @@ let package = Package(
                 "TelematicsWire",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
 
@@ -131,6 +132,8 @@ let package = Package(
             name: "TelematicsPipelineTests",
             dependencies: [
                 "TelematicsPipeline", "TelematicsStores", "TelematicsKafka", "FleetSimulator", "TelematicsWire", "TelematicsTestSupport",
+                // The emergency lane's tests run it with a real alert desk.
+                "CallCentre",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -6,10 +6,14 @@
 # each in a fresh consumer group, interleaved over --runs. Writes
 # Benchmarks/report/pipeline.md and pipeline.json (git-ignored).
 #
-#   Benchmarks/pipeline-vs-kcat.sh [--records N] [--runs R] [--postgres] [--no-build]
+#   Benchmarks/pipeline-vs-kcat.sh [--records N] [--runs R] [--postgres] [--no-build] [--foundation]
 #   (env RECORDS default 300000, RUNS default 1, DATA_DIR default Benchmarks/data)
-# librdkafka's mock cluster keeps a bounded log per partition: much beyond
-# 300,000 records it drops the oldest, and every reader then sees fewer.
+# --foundation uses the foundation issue's capture instead of simulated
+# records: `tmgen.py capture --records 1000000 --vehicles 20000` (made once,
+# as decode-vs-peers.sh makes it), compressed partly with dictionary 4242.
+# librdkafka's mock cluster keeps about 25,000 records per partition and
+# drops older ones, so the broker gets enough partitions per topic for the
+# largest topic (RTTI, 70-80%) to stay under 20,000 each.
 #
 # Rates: kcat from its wall clock (a plain consumer per topic, start-up
 # included); the pipeline
@@ -24,12 +28,14 @@ RUNS="${RUNS:-1}"
 DATA_DIR="${DATA_DIR:-$ROOT/Benchmarks/data}"
 POSTGRES=0
 SKIP_BUILD=0
+FOUNDATION=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --records) RECORDS="$2"; shift 2 ;;
     --runs) RUNS="$2"; shift 2 ;;
     --postgres) POSTGRES=1; shift ;;
     --no-build) SKIP_BUILD=1; shift ;;
+    --foundation) FOUNDATION=1; RECORDS=1000000; shift ;;
     -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
@@ -46,7 +52,23 @@ fi
 [[ -x "$BIN" ]] || die "no $BIN"
 command -v kcat >/dev/null || die "kcat is not installed (Deploy/setup.sh installs it)"
 
-CAPTURE="$DATA_DIR/pipeline-$RECORDS.tmcap"
+SHARED="$ROOT/../shared"
+DICTS="$SHARED/vectors/dicts"
+[[ -d "$DICTS" ]] || DICTS="$ROOT/Tests/Fixtures/vectors/dicts"
+PARTITIONS=$(( (RECORDS * 8 / 10 + 19999) / 20000 ))
+(( PARTITIONS < 12 )) && PARTITIONS=12
+if [[ "$FOUNDATION" == 1 ]]; then
+  CAPTURE="$DATA_DIR/big-$RECORDS.tmcap"
+  TMGEN="${TMGEN:-$SHARED/tools/tmgen.py}"
+  [[ -f "$TMGEN" ]] || TMGEN="$ROOT/Tests/Fixtures/tools/tmgen.py"
+  if [[ ! -f "$CAPTURE" ]]; then
+    log "generating $RECORDS records with tmgen.py into $CAPTURE"
+    python3 "$TMGEN" capture --records "$RECORDS" --vehicles 20000 --dict-dir "$DICTS" --out "$CAPTURE.tmp" >&2
+    mv "$CAPTURE.tmp" "$CAPTURE"
+  fi
+else
+  CAPTURE="$DATA_DIR/pipeline-$RECORDS.tmcap"
+fi
 if [[ ! -f "$CAPTURE" ]]; then
   log "simulating $RECORDS records into $CAPTURE"
   "$BIN" simulate --vehicles 20000 --records "$RECORDS" --rate 100000000 --seed 7 --out "$CAPTURE.tmp" >&2
@@ -62,7 +84,7 @@ cleanup() {
 trap cleanup EXIT
 
 log "starting telematics broker"
-"$BIN" broker --brokers 1 --partitions 12 > "$WORK/broker.out" 2>/dev/null &
+"$BIN" broker --brokers 1 --partitions "$PARTITIONS" > "$WORK/broker.out" 2>/dev/null &
 BROKER_PID=$!
 for _ in $(seq 50); do [[ -s "$WORK/broker.out" ]] && break; sleep 0.1; done
 BOOTSTRAP="$(head -n 1 "$WORK/broker.out")"
@@ -80,7 +102,7 @@ if [[ "$POSTGRES" == 1 ]]; then
   PG_URL="postgres://telematics@127.0.0.1:$PORT/postgres"
 fi
 
-RAW="$DATA_DIR/pipeline-runs-$RECORDS.jsonl"; : > "$RAW"  # kept, so a failed summary loses no run
+RAW="$DATA_DIR/pipeline-runs-$(basename "$CAPTURE" .tmcap).jsonl"; : > "$RAW"  # kept, so a failed summary loses no run
 for ((run = 1; run <= RUNS; run++)); do
   log "kcat run $run"
   t0=$(date +%s.%N)
@@ -95,7 +117,7 @@ for ((run = 1; run <= RUNS; run++)); do
   [[ "$POSTGRES" == 1 ]] && stores+=("postgres")
   for store in "${stores[@]}"; do
     log "pipeline ($store) run $run"
-    args=(run --brokers "$BOOTSTRAP" --group "bench-$store-$run-$RANDOM" --secrets "$WORK/secrets" --exit-when-idle 3 --log-level error)
+    args=(run --brokers "$BOOTSTRAP" --group "bench-$store-$run-$RANDOM" --secrets "$WORK/secrets" --exit-when-idle 3 --log-level error --console off --dict-dir "$DICTS")
     if [[ "$store" == sqlite ]]; then args+=(--sqlite "$WORK/sqlite-$run"); else args+=(--postgres "$PG_URL"); fi
     /usr/bin/time -f "%M" -o "$WORK/time" "$BIN" "${args[@]}" 2> "$WORK/run.err" || die "pipeline ($store) failed: $(tail -5 "$WORK/run.err")"
     python3 - "$WORK/run.err" "$WORK/time" "$store" "$run" >> "$RAW" <<'PY'
@@ -111,7 +133,7 @@ PY
   done
 done
 
-python3 - "$RAW" "$RECORDS" "$ROOT/Benchmarks/report" <<'EOF2'
+python3 - "$RAW" "$RECORDS" "$ROOT/Benchmarks/report" "$CAPTURE" "$PARTITIONS" <<'EOF2'
 import datetime, json, os, sys
 raw, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 runs = [json.loads(l) for l in open(raw)]
@@ -124,7 +146,7 @@ best = {t: max(r["rps"] for r in runs if r["tool"] == t) for t in tools}
 peak = {t: max((r["peak_kb"] or 0) for r in runs if r["tool"] == t) for t in tools}
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-md = ["# pipeline vs kcat", "", f"- date: {now}; machine: {os.cpu_count()} CPUs, {cpu}", f"- {n} simulated records on a `telematics broker` (mock cluster, 12 partitions per topic)", "",
+md = ["# pipeline vs kcat", "", f"- date: {now}; machine: {os.cpu_count()} CPUs, {cpu}", f"- {n} records of {os.path.basename(sys.argv[4])} on a `telematics broker` (mock cluster, {sys.argv[5]} partitions per topic)", "",
       "| tool | records/s (best) | ratio to kcat | peak memory |", "| --- | ---: | ---: | ---: |"]
 for t in tools:
     md.append(f"| {t} | {best[t]:,.0f} | {best[t] / best['kcat']:.2f} | {peak[t] / 1024:.0f} MiB |" if peak[t] else f"| {t} | {best[t]:,.0f} | 1.00 | - |")

@@ -1,16 +1,17 @@
 import Foundation
 
-/// A dedicated OS thread that runs blocking librdkafka calls one after the
-/// other, so they never occupy a thread of Swift's cooperative pool; async
-/// callers await the result through a continuation.
-final class BlockingThread: @unchecked Sendable {
+/// A dedicated OS thread that runs blocking librdkafka calls (or long
+/// synchronous work, like routing a batch) one after the other, so they
+/// never occupy a thread of Swift's cooperative pool; async callers await
+/// the result through a continuation.
+public final class BlockingThread: @unchecked Sendable {
     // Guarded by `condition`.
     private let condition = NSCondition()
     private var jobs: [() -> Void] = []
     private var stopping = false
 
     /// Starts the thread, named `name` (visible in debuggers and `top -H`).
-    init(name: String) {
+    public init(name: String) {
         // The thread keeps `self` alive until `stop()` lets the loop end.
         let thread = Thread { [self] in loop() }
         thread.name = name
@@ -58,8 +59,15 @@ final class BlockingThread: @unchecked Sendable {
         return try result.get()
     }
 
+    /// Runs `body`, which cannot fail, on the thread and returns its result.
+    public func perform<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            submit { continuation.resume(returning: body()) }
+        }
+    }
+
     /// Lets queued jobs finish, then ends the thread (without waiting for it).
-    func stop() {
+    public func stop() {
         condition.lock()
         stopping = true
         condition.broadcast()

@@ -73,7 +73,10 @@ public struct BatchTally: Sendable {
 /// One per bulk lane: it owns the lane's decoder (zstd context and buffer)
 /// and the consent book, and handles batches strictly in order, so consent
 /// changes apply to every message processed after them.
-final class BatchRouter {
+///
+/// Unchecked Sendable: the lane hands it to its routing thread one batch at
+/// a time and never touches it concurrently.
+final class BatchRouter: @unchecked Sendable {
     private let decoder: RecordDecoder
     private let topics: PipelineTopics
     private var pseudonyms: PseudonymCache

@@ -196,6 +196,11 @@ public final class BulkLane: Service, Sendable {
     /// Polls and routes until shutdown; pauses while too many batches wait.
     private func pollLoop(_ consumer: KafkaConsumer, into queue: AsyncStream<PreparedBatch>.Continuation) async throws {
         let router = BatchRouter(dictionaries: dictionaries, topics: configuration.topics, secrets: secrets, emergency: emergency)
+        // Routing a batch is some milliseconds of work without a suspension
+        // point: on a thread of its own it never holds a thread of the
+        // cooperative pool, where the emergency lane's tasks must run at once.
+        let routing = BlockingThread(name: "telematics-route")
+        defer { routing.stop() }
         var paused = Set<KafkaTopicPartition>()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             // A store a little behind is waited for without pausing: a pause
@@ -246,7 +251,7 @@ public final class BulkLane: Service, Sendable {
                 let loaded = try await retrying("load consent") { try await self.store.consent(for: unknown) }
                 router.warmConsent(unknown, loaded: loaded)
             }
-            let prepared = router.route(batch)
+            let prepared = await routing.perform { router.route(batch) }
             batch.release()
             statistics.update { $0.inFlight += 1 }
             queue.yield(prepared)

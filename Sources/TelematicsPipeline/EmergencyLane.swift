@@ -95,6 +95,12 @@ public final class EmergencyLane: Service, Sendable {
     ) throws(KafkaError) {
         var producerConfiguration = configuration.producer
         producerConfiguration.lingerMs = 0
+        var configuration = configuration
+        // A broker may hold an empty fetch up to fetch.wait.max.ms (the mock
+        // cluster always does): the HV warn topic is small, so ask often.
+        if configuration.consumer.properties["fetch.wait.max.ms"] == nil {
+            configuration.consumer.properties["fetch.wait.max.ms"] = "10"
+        }
         self.configuration = configuration
         self.producer = try KafkaProducer(configuration: producerConfiguration)
         self.handler = handler

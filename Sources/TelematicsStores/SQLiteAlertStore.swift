@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import SQLiteNIO
 
 /// The alert store in a file of its own, `alerts.sqlite`, in the data
@@ -19,6 +21,7 @@ public actor SQLiteAlertStore: AlertStore {
     /// The data directory.
     public nonisolated let directory: String
     private let connection: SQLiteConnection
+    private let threadPool: NIOThreadPool
     private var isClosed = false
 
     /// Opens (creating as needed) `alerts.sqlite` in `directory` and its table.
@@ -29,10 +32,16 @@ public actor SQLiteAlertStore: AlertStore {
             throw StoreError(backend: .sqlite, operation: "open", message: "cannot create data directory \(directory): \(error.localizedDescription)")
         }
         let path = (directory as NSString).appendingPathComponent(Self.fileName)
+        // Its own thread: sqlite-nio's shared pool also runs the bulk store's
+        // statements, and an alert must not queue behind them.
+        let threadPool = NIOThreadPool(numberOfThreads: 1)
+        threadPool.start()
         let connection: SQLiteConnection
         do {
-            connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+            connection = try await SQLiteConnection.open(
+                storage: .file(path: path), threadPool: threadPool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
         } catch {
+            try? await threadPool.shutdownGracefully()
             throw StoreError(backend: .sqlite, operation: "open", message: "cannot open \(path): \(error)")
         }
         do {
@@ -46,16 +55,21 @@ public actor SQLiteAlertStore: AlertStore {
             for statement in Self.schema { _ = try await connection.query(statement) }
         } catch {
             try? await connection.close()
+            try? await threadPool.shutdownGracefully()
             if let error = error as? StoreError { throw error }
             throw StoreError(backend: .sqlite, operation: "migrate", message: "\(path): \(error)")
         }
         self.directory = directory
         self.connection = connection
+        self.threadPool = threadPool
     }
 
     deinit {
         // As SQLiteStore: never leave sqlite-nio's handle open.
-        if !isClosed { _ = connection.close() }
+        if !isClosed {
+            let pool = threadPool
+            _ = connection.close().always { _ in pool.shutdownGracefully { _ in } }
+        }
     }
 
     /// The table and its indexes (idempotent).
@@ -222,5 +236,6 @@ public actor SQLiteAlertStore: AlertStore {
         guard !isClosed else { return }
         isClosed = true
         try? await connection.close()
+        try? await threadPool.shutdownGracefully()
     }
 }

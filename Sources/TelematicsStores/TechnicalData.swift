@@ -44,19 +44,7 @@ enum TechnicalData {
         }.joined(separator: ",") + "]"
     }
 
-    /// A JSON string literal of `text`.
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    static func quoted(_ text: String) -> String { CanonicalJSONWriter.quoted(text) }
 
     static func serviceItems(_ json: String) throws -> [ServiceItem] {
         try JSONDecoder().decode([Item].self, from: Data(json.utf8)).map {

@@ -279,3 +279,13 @@ public struct CanonicalJSONWriter {
 
     private func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x57 + v }
 }
+
+extension CanonicalJSONWriter {
+    /// `text` as a JSON string literal, escaped as canonical JSON escapes
+    /// strings (quotes, backslashes, control characters).
+    public static func quoted(_ text: String) -> String {
+        var writer = CanonicalJSONWriter(capacity: text.utf8.count + 2)
+        writer.string(text)
+        return String(decoding: writer.bytes, as: UTF8.self)
+    }
+}

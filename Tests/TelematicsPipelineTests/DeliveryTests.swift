@@ -18,30 +18,6 @@ private func fleetRecords(_ count: Int, seed: UInt64) throws -> [[UInt8]] {
     return (0..<count).map { _ in fleet.next().value }
 }
 
-/// A store that takes its time, as a store that falls behind does.
-private final class SlowStore: TelematicsStore, @unchecked Sendable {
-    let inner: any TelematicsStore
-    let delay: Duration
-    init(_ inner: any TelematicsStore, delay: Duration) { self.inner = inner; self.delay = delay }
-    var backend: StoreBackend { inner.backend }
-    func apply(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult {
-        try? await Task.sleep(for: delay)
-        return try await inner.apply(batch)
-    }
-    func consent(for vins: [VIN]) async throws(StoreError) -> [VIN: StoredConsent] { try await inner.consent(for: vins) }
-    func vehicleState(_ vin: VIN) async throws(StoreError) -> VehicleTechnicalState? { try await inner.vehicleState(vin) }
-    func teleserviceCalls(_ vin: VIN) async throws(StoreError) -> [TeleserviceCallRecord] { try await inner.teleserviceCalls(vin) }
-    func maintenanceCases(_ vin: VIN, includeClosed: Bool) async throws(StoreError) -> [MaintenanceCase] { try await inner.maintenanceCases(vin, includeClosed: includeClosed) }
-    func chargeSessions(_ vin: VIN) async throws(StoreError) -> [ChargeSessionRecord] { try await inner.chargeSessions(vin) }
-    func trafficAggregates(tile: Int64, fromMinute: Int64, toMinute: Int64) async throws(StoreError) -> [TrafficAggregate] { try await inner.trafficAggregates(tile: tile, fromMinute: fromMinute, toMinute: toMinute) }
-    func probePointCount() async throws(StoreError) -> Int { try await inner.probePointCount() }
-    func probePoints(pseudonym: String) async throws(StoreError) -> [ProbePoint] { try await inner.probePoints(pseudonym: pseudonym) }
-    func stats() async throws(StoreError) -> StoreStats { try await inner.stats() }
-    func maintenanceCases(partner: String?, openOnly: Bool, limit: Int) async throws(StoreError) -> [MaintenanceCase] { try await inner.maintenanceCases(partner: partner, openOnly: openOnly, limit: limit) }
-    func trafficAggregates(sinceMinute: Int64, limit: Int) async throws(StoreError) -> [TrafficAggregate] { try await inner.trafficAggregates(sinceMinute: sinceMinute, limit: limit) }
-    func counters() async throws(StoreError) -> [String: Int] { try await inner.counters() }
-    func close() async { await inner.close() }
-}
 
 @Suite("Pipeline: nothing lost, nothing twice", .serialized)
 struct DeliveryTests {
@@ -84,7 +60,7 @@ struct DeliveryTests {
         let h = try PipelineHarness()
         let records = try fleetRecords(1_000, seed: 9)
         try await h.produce(records)
-        let store = SlowStore(try await h.openStore(), delay: .milliseconds(150))
+        let store = DelayingStore(try await h.openStore(), delay: .milliseconds(150))
         var configuration = h.configuration(batchSize: 50)
         configuration.batchesInFlight = 1
         let statistics = PipelineStatistics()
