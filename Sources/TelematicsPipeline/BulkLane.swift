@@ -34,6 +34,9 @@ public struct PipelineConfiguration: Sendable {
     /// Batches routed but not yet durable before consumption pauses
     /// (backpressure: memory stays bounded when a store falls behind).
     public var batchesInFlight = 2
+    /// How long the lane waits for a store that is behind before it pauses
+    /// its partitions (a pause drops the client's prefetched records).
+    public var pauseAfterMs = 500
     /// First and longest wait between retries of a store or Kafka write.
     public var retryInitialMs = 100
     public var retryMaximumMs = 5_000
@@ -210,7 +213,7 @@ public final class BulkLane: Service, Sendable {
             // serving the group. librdkafka's prefetch queue is bounded on
             // its own (queued.max.messages.kbytes), so memory stays bounded.
             var waited = 0
-            while statistics.snapshot.inFlight >= configuration.batchesInFlight, waited < 500,
+            while statistics.snapshot.inFlight >= configuration.batchesInFlight, waited < configuration.pauseAfterMs,
                   !Task.isShuttingDownGracefully, !Task.isCancelled {
                 try await Task.sleep(for: .milliseconds(2))
                 waited += 2

@@ -63,6 +63,7 @@ struct DeliveryTests {
         let store = DelayingStore(try await h.openStore(), delay: .milliseconds(150))
         var configuration = h.configuration(batchSize: 50)
         configuration.batchesInFlight = 1
+        configuration.pauseAfterMs = 0  // pause at once: what is tested is the pause itself
         let statistics = PipelineStatistics()
         let lane = BulkLane(configuration: configuration, store: store, dictionaries: .none, secrets: h.secrets,
                             statistics: statistics, logger: Logger(label: "test.slow"))
