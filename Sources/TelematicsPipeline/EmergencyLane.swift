@@ -114,8 +114,18 @@ public final class EmergencyLane: Service, Sendable {
     /// published (it retries until then; it ends early only if cancelled).
     public func submit(_ alerts: [CallCentreAlert]) -> Task<Void, Never> {
         statistics.update { $0.handedOver += alerts.count }
-        return Task(priority: .high) { try? await self.handle(alerts.map { ($0, nil) }) }
+        return Task(priority: .high) {
+            // In small transactions: an HV warn call's alert, which the store
+            // lets in first, then waits for one small one at most.
+            for start in stride(from: 0, to: alerts.count, by: Self.handOverChunk) {
+                let chunk = alerts[start..<min(start + Self.handOverChunk, alerts.count)]
+                try? await self.handle(chunk.map { ($0, nil) })
+            }
+        }
     }
+
+    /// Handed-over alerts stored per transaction.
+    static let handOverChunk = 25
 
     /// Publishes an alert again (escalation: `escalated` set by the caller),
     /// retrying until Kafka has it.

@@ -97,9 +97,9 @@ public actor PostgresAlertStore: AlertStore {
 
     /// Runs `body` in one transaction, to completion even if the caller is cancelled.
     private func transaction<T: Sendable>(
-        _ operation: String, _ body: @escaping @Sendable (Session) async throws -> T
+        _ operation: String, urgent: Bool = false, _ body: @escaping @Sendable (Session) async throws -> T
     ) async throws(StoreError) -> T {
-        await gate.enter()
+        await gate.enter(urgent: urgent)
         defer { gate.leave() }
         return try await runToCompletion { () async throws(StoreError) in
             try await self.run(operation) { session in
@@ -184,7 +184,8 @@ public actor PostgresAlertStore: AlertStore {
     }
 
     public func upsert(_ alerts: [CallCentreAlert], receivedAtMs: Int64) async throws(StoreError) -> [AlertUpsert] {
-        try await transaction("upsert") { session in
+        // An HV warn call's alert goes before queued P1 and console work.
+        try await transaction("upsert", urgent: alerts.contains { $0.priority == "P0" }) { session in
             // Rows locked in id order: two instances upserting overlapping
             // alerts cannot deadlock each other. Outcomes in the given order.
             var outcomes = [AlertUpsert?](repeating: nil, count: alerts.count)

@@ -108,9 +108,9 @@ public actor SQLiteAlertStore: AlertStore {
 
     /// Runs `body` in one `BEGIN IMMEDIATE ... COMMIT`, to completion even if the caller is cancelled.
     private func transaction<T: Sendable>(
-        _ operation: String, _ body: @escaping @Sendable (SQLiteConnection) async throws -> T
+        _ operation: String, urgent: Bool = false, _ body: @escaping @Sendable (SQLiteConnection) async throws -> T
     ) async throws(StoreError) -> T {
-        await gate.enter()
+        await gate.enter(urgent: urgent)
         defer { gate.leave() }
         return try await runToCompletion { () async throws(StoreError) in
             try await self.run(operation) { connection in
@@ -141,7 +141,8 @@ public actor SQLiteAlertStore: AlertStore {
     }
 
     public func upsert(_ alerts: [CallCentreAlert], receivedAtMs: Int64) async throws(StoreError) -> [AlertUpsert] {
-        try await transaction("upsert") { connection in
+        // An HV warn call's alert goes before queued P1 and console work.
+        try await transaction("upsert", urgent: alerts.contains { $0.priority == "P0" }) { connection in
             var outcomes: [AlertUpsert] = []
             for alert in alerts { outcomes.append(try await Self.upsert(alert, receivedAtMs: receivedAtMs, connection)) }
             return outcomes

@@ -5,22 +5,25 @@ import Synchronization
 /// may start, and a second BEGIN on the same connection fails ("cannot
 /// start a transaction within a transaction"). Callers enter the gate
 /// before BEGIN and leave it after COMMIT or ROLLBACK; waiters go in
-/// arrival order.
+/// arrival order, but an urgent one (an emergency alert) goes before every
+/// waiter that is not.
 final class TransactionGate: Sendable {
     private struct State: ~Copyable {
         var busy = false
+        var urgent: [CheckedContinuation<Void, Never>] = []
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
     private let state = Mutex(State())
 
     init() {}
 
-    /// Waits until no transaction of this gate is open, then holds it.
-    func enter() async {
+    /// Waits until no transaction of this gate is open, then holds it;
+    /// `urgent` callers are let in before the others.
+    func enter(urgent isUrgent: Bool = false) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let goAhead = state.withLock { s -> Bool in
                 if s.busy {
-                    s.waiters.append(continuation)
+                    if isUrgent { s.urgent.append(continuation) } else { s.waiters.append(continuation) }
                     return false
                 }
                 s.busy = true
@@ -33,6 +36,7 @@ final class TransactionGate: Sendable {
     /// Lets the next waiter in (or frees the gate).
     func leave() {
         let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if !s.urgent.isEmpty { return s.urgent.removeFirst() }
             if s.waiters.isEmpty {
                 s.busy = false
                 return nil
