@@ -11,9 +11,9 @@
 # --foundation uses the foundation issue's capture instead of simulated
 # records: `tmgen.py capture --records 1000000 --vehicles 20000` (made once,
 # as decode-vs-peers.sh makes it), compressed partly with dictionary 4242.
-# librdkafka's mock cluster keeps about 25,000 records per partition and
-# drops older ones, so the broker gets enough partitions per topic for the
-# largest topic (RTTI, 70-80%) to stay under 20,000 each.
+# librdkafka's mock cluster keeps about 5 MiB per partition and drops older
+# records, so the broker gets enough partitions per topic for the largest
+# topic (RTTI, up to 80% of the bytes) to stay under 3.5 MiB each.
 #
 # Rates: kcat from its wall clock (a plain consumer per topic, start-up
 # included); the pipeline
@@ -55,8 +55,6 @@ command -v kcat >/dev/null || die "kcat is not installed (Deploy/setup.sh instal
 SHARED="$ROOT/../shared"
 DICTS="$SHARED/vectors/dicts"
 [[ -d "$DICTS" ]] || DICTS="$ROOT/Tests/Fixtures/vectors/dicts"
-PARTITIONS=$(( (RECORDS * 8 / 10 + 19999) / 20000 ))
-(( PARTITIONS < 12 )) && PARTITIONS=12
 if [[ "$FOUNDATION" == 1 ]]; then
   CAPTURE="$DATA_DIR/big-$RECORDS.tmcap"
   TMGEN="${TMGEN:-$SHARED/tools/tmgen.py}"
@@ -74,6 +72,10 @@ if [[ ! -f "$CAPTURE" ]]; then
   "$BIN" simulate --vehicles 20000 --records "$RECORDS" --rate 100000000 --seed 7 --out "$CAPTURE.tmp" >&2
   mv "$CAPTURE.tmp" "$CAPTURE"
 fi
+
+CAPTURE_BYTES=$(stat -c %s "$CAPTURE")
+PARTITIONS=$(( CAPTURE_BYTES * 8 / 10 / (3584 * 1024) + 1 ))
+(( PARTITIONS < 12 )) && PARTITIONS=12
 
 WORK="$(mktemp -d)"
 cleanup() {
