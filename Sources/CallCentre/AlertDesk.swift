@@ -139,11 +139,23 @@ public actor AlertDesk {
         return escalated
     }
 
-    /// Runs ``escalateDue()`` every `interval` until the task is cancelled
-    /// (or, inside a service group, shut down gracefully).
-    public func runEscalations(every interval: Duration = .seconds(1)) async {
+    /// Runs ``escalateDue()`` every `interval`, and ``purge(olderThanMs:)``
+    /// (six months) at start and every `purgeInterval`, until the task is
+    /// cancelled (or, inside a service group, shut down gracefully).
+    public func runEscalations(every interval: Duration = .seconds(1), purgeEvery purgeInterval: Duration = .seconds(3_600)) async {
+        var lastPurge: ContinuousClock.Instant?
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             await escalateDue()
+            // Retention runs with escalation: at start, then every purgeInterval.
+            if lastPurge.map({ ContinuousClock.now - $0 >= purgeInterval }) ?? true {
+                lastPurge = .now
+                do {
+                    let purged = try await purge()
+                    if purged > 0 { logger.notice("alerts past retention deleted", metadata: ["count": "\(purged)"]) }
+                } catch {
+                    logger.error("cannot delete alerts past retention", metadata: ["error": "\(error)"])
+                }
+            }
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
             } catch {
@@ -186,7 +198,8 @@ public actor AlertDesk {
     }
 }
 
-/// Escalation as a service-lifecycle `Service`: ``AlertDesk/runEscalations(every:)``.
+/// Escalation and retention as a service-lifecycle `Service`:
+/// ``AlertDesk/runEscalations(every:purgeEvery:)``.
 public struct EscalationService: Service {
     /// The desk.
     public let desk: AlertDesk

@@ -133,6 +133,25 @@ struct AlertDeskTests {
         }
     }
 
+    @Test("the escalation loop also deletes alerts past retention, without being asked")
+    func retentionLoop() async throws {
+        try await withDesk { desk, clock in
+            let day: Int64 = 86_400_000
+            let old = try await desk.receive(Sample.hvWarn(event: "old", recordedAtMs: clock() - 184 * day)).record
+            let loop = Task { await desk.runEscalations(every: .milliseconds(10), purgeEvery: .milliseconds(20)) }
+            defer { loop.cancel() }
+            try await withTimeout(5, "the loop's purge") {
+                while try await desk.store.alert(id: old.id) != nil { try await Task.sleep(for: .milliseconds(5)) }
+            }
+            // A later one ages past retention while the loop runs: the next round takes it.
+            let later = try await desk.receive(Sample.hvWarn(event: "later", recordedAtMs: clock() - 100 * day)).record
+            clock.advance(by: 90 * day)
+            try await withTimeout(5, "the next purge") {
+                while try await desk.store.alert(id: later.id) != nil { try await Task.sleep(for: .milliseconds(5)) }
+            }
+        }
+    }
+
     @Test("purge deletes alerts six months after the event")
     func purge() async throws {
         try await withDesk { desk, clock in
