@@ -35,10 +35,8 @@ protocol BatchWriter: Sendable {
     func insertProbes(_ probes: [PackedProbe]) async throws -> ProbeInsertion
     /// Inserts the memberships not stored yet; returns the (tile, minute) of each inserted.
     func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key]
-    /// Adds these sums to the aggregates (one entry per key).
+    /// Adds these sums, speed histograms included, to the aggregates (one entry per key).
     func addToAggregates(_ sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) async throws
-    /// Adds these counts to the histogram buckets (one entry per key).
-    func addToBuckets(_ buckets: [(TrafficDelta.BucketKey, Int)]) async throws
     /// Adds these deltas to the named counters (one entry per name), creating them at 0.
     func addToCounters(_ deltas: [(String, Int)]) async throws
 }
@@ -170,7 +168,6 @@ func applyBatch(_ batch: StoreBatch, with writer: some BatchWriter) async throws
             var traffic = allNew ? prepared.traffic : SortedTrafficDelta(TrafficDelta(newPoints: newPoints))
             traffic.addNewVehicles(try await writer.insertMemberships(traffic.memberships))
             try await writer.addToAggregates(traffic.sums)
-            try await writer.addToBuckets(traffic.buckets)
         }
     }
 

@@ -292,15 +292,17 @@ public actor PostgresStore: TelematicsStore {
                 histograms[minute, default: SpeedHistogram()].add(bucket: Int(bucket), count: Int(count))
             }
             var out: [TrafficAggregate] = []
-            for try await (minute, points, vehicles, sum) in try await writer.query(
+            for try await (minute, points, vehicles, sum, counts) in try await writer.query(
                 """
-                SELECT minute_ms, point_count, vehicle_count, speed_sum_dkmh FROM traffic_aggregates
+                SELECT minute_ms, point_count, vehicle_count, speed_sum_dkmh, speed_histogram FROM traffic_aggregates
                 WHERE tile = $1 AND minute_ms BETWEEN $2 AND $3 ORDER BY minute_ms
                 """, binds
-            ).decode((Int64, Int64, Int64, Int64).self) {
+            ).decode((Int64, Int64, Int64, Int64, [Int64]?).self) {
+                var histogram = histograms[minute] ?? SpeedHistogram()
+                histogram.add(SpeedHistogram(counts: counts ?? []))
                 out.append(TrafficAggregate(
                     tile: tile, minuteMs: minute, pointCount: Int(points), vehicleCount: Int(vehicles), speedSumDkmh: sum,
-                    histogram: histograms[minute] ?? SpeedHistogram()))
+                    histogram: histogram))
             }
             return out
         }
@@ -314,13 +316,13 @@ public actor PostgresStore: TelematicsStore {
             binds.append(sinceMinute)
             binds.append(Int64(max(0, limit)))
             var out: [TrafficAggregate] = []
-            for try await (tile, minute, points, vehicles, sum, bucket, count) in try await writer.query(
+            for try await (tile, minute, points, vehicles, sum, bucket, count, counts) in try await writer.query(
                 Schema.recentTrafficQuery(placeholder: { "$\($0)" }), binds
-            ).decode((Int64, Int64, Int64, Int64, Int64, Int32?, Int64?).self) {
+            ).decode((Int64, Int64, Int64, Int64, Int64, Int32?, Int64?, [Int64]?).self) {
                 if out.last?.tile != tile || out.last?.minuteMs != minute {
                     out.append(TrafficAggregate(
                         tile: tile, minuteMs: minute, pointCount: Int(points), vehicleCount: Int(vehicles), speedSumDkmh: sum,
-                        histogram: SpeedHistogram()))
+                        histogram: SpeedHistogram(counts: counts ?? [])))
                 }
                 if let bucket, let count { out[out.count - 1].histogram.add(bucket: Int(bucket), count: Int(count)) }
             }
@@ -698,29 +700,22 @@ struct PostgresWriter: BatchWriter {
         binds.append(sums.map { Int64($0.1.points) })
         binds.append(sums.map { Int64($0.1.vehicles) })
         binds.append(sums.map(\.1.speedSumDkmh))
+        // A histogram per row as an array literal: UNNEST cannot take an
+        // array of arrays row by row.
+        binds.append(sums.map { "{" + $0.1.histogram.counts.map(String.init).joined(separator: ",") + "}" })
         _ = try await query(
             """
-            INSERT INTO traffic_aggregates (tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh)
-            SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+            INSERT INTO traffic_aggregates (tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh, speed_histogram)
+            SELECT u.tile, u.minute, u.points, u.vehicles, u.speed, u.histogram::bigint[]
+            FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[])
+                AS u(tile, minute, points, vehicles, speed, histogram)
             ON CONFLICT (tile, minute_ms) DO UPDATE SET
                 point_count = traffic_aggregates.point_count + excluded.point_count,
                 vehicle_count = traffic_aggregates.vehicle_count + excluded.vehicle_count,
-                speed_sum_dkmh = traffic_aggregates.speed_sum_dkmh + excluded.speed_sum_dkmh
-            """, binds).collect()
-    }
-
-    func addToBuckets(_ buckets: [(TrafficDelta.BucketKey, Int)]) async throws {
-        var binds = PostgresBindings()
-        binds.append(buckets.map(\.0.key.tile))
-        binds.append(buckets.map(\.0.key.minuteMs))
-        binds.append(buckets.map { Int32($0.0.bucket) })
-        binds.append(buckets.map { Int64($0.1) })
-        _ = try await query(
-            """
-            INSERT INTO traffic_speed_buckets (tile, minute_ms, bucket, point_count)
-            SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::integer[], $4::bigint[])
-            ON CONFLICT (tile, minute_ms, bucket) DO UPDATE SET
-                point_count = traffic_speed_buckets.point_count + excluded.point_count
+                speed_sum_dkmh = traffic_aggregates.speed_sum_dkmh + excluded.speed_sum_dkmh,
+                speed_histogram = CASE WHEN traffic_aggregates.speed_histogram IS NULL THEN excluded.speed_histogram ELSE
+                    (SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY i)
+                     FROM unnest(traffic_aggregates.speed_histogram, excluded.speed_histogram) WITH ORDINALITY AS h(a, b, i)) END
             """, binds).collect()
     }
 

@@ -79,6 +79,11 @@ public actor SQLiteStore: TelematicsStore {
             _ = try await connection.query("PRAGMA cache_size=-65536")
             _ = try await connection.query("PRAGMA temp_store=MEMORY")
             _ = try await connection.query("PRAGMA wal_autocheckpoint=0")
+            // Merges a batch's speed histogram into a stored aggregate row.
+            try await connection.install(customFunction: SQLiteCustomFunction("tm_hist_add", argumentCount: 2, pure: true) { args in
+                let blobs = args.map { $0.blob.map { Array($0.readableBytesView) } }
+                return ByteBuffer(bytes: SpeedHistogram.addPacked(blobs[0], blobs[1]))
+            }).get()
             try await Self.migrate(connection)
         } catch {
             try? await connection.close()
@@ -276,15 +281,17 @@ public actor SQLiteStore: TelematicsStore {
             }
             return try await connection.query(
                 """
-                SELECT minute_ms, point_count, vehicle_count, speed_sum_dkmh FROM traffic_aggregates
+                SELECT minute_ms, point_count, vehicle_count, speed_sum_dkmh, speed_histogram FROM traffic_aggregates
                 WHERE tile = ? AND minute_ms BETWEEN ? AND ? ORDER BY minute_ms
                 """, binds
             ).map { row in
                 let r = SQLiteRowReader(row)
                 let minute = try r.int64(0)
+                var histogram = histograms[minute] ?? SpeedHistogram()
+                histogram.add(try Self.histogram(row, column: 4))
                 return TrafficAggregate(
                     tile: tile, minuteMs: minute, pointCount: Int(try r.int64(1)), vehicleCount: Int(try r.int64(2)),
-                    speedSumDkmh: try r.int64(3), histogram: histograms[minute] ?? SpeedHistogram())
+                    speedSumDkmh: try r.int64(3), histogram: histogram)
             }
         }
     }
@@ -302,12 +309,22 @@ public actor SQLiteStore: TelematicsStore {
                 if out.last?.tile != tile || out.last?.minuteMs != minute {
                     out.append(TrafficAggregate(
                         tile: tile, minuteMs: minute, pointCount: Int(try r.int64(2)), vehicleCount: Int(try r.int64(3)),
-                        speedSumDkmh: try r.int64(4), histogram: SpeedHistogram()))
+                        speedSumDkmh: try r.int64(4), histogram: try Self.histogram(row, column: 7)))
                 }
                 if !r.isNull(5) { out[out.count - 1].histogram.add(bucket: Int(try r.int64(5)), count: Int(try r.int64(6))) }
             }
             return out
         }
+    }
+
+    /// The speed histogram stored in an aggregate row (empty when NULL: a
+    /// row of schema 3 or before, whose buckets are rows of their own).
+    private static func histogram(_ row: SQLiteRow, column: Int) throws -> SpeedHistogram {
+        guard let blob = row.columns[column].data.blob else { return SpeedHistogram() }
+        guard let histogram = SpeedHistogram(packed: blob.readableBytesView) else {
+            throw SQLiteRowReader.Mismatch(description: "unreadable speed histogram of \(blob.readableBytes) bytes")
+        }
+        return histogram
     }
 
     /// The pipeline's counters.
@@ -664,27 +681,17 @@ struct SQLiteWriter: BatchWriter {
 
     func addToAggregates(_ sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) async throws {
         _ = try await chunked(sums.map {
-            [.int($0.0.tile), .int($0.0.minuteMs), .int($0.1.points), .int($0.1.vehicles), .int($0.1.speedSumDkmh)]
+            [.int($0.0.tile), .int($0.0.minuteMs), .int($0.1.points), .int($0.1.vehicles), .int($0.1.speedSumDkmh),
+             .blob(ByteBuffer(bytes: $0.1.histogram.packed))]
         }) {
             """
-            INSERT INTO traffic_aggregates (tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh)
-            VALUES \(Self.values($0, 5))
+            INSERT INTO traffic_aggregates (tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh, speed_histogram)
+            VALUES \(Self.values($0, 6))
             ON CONFLICT (tile, minute_ms) DO UPDATE SET
                 point_count = traffic_aggregates.point_count + excluded.point_count,
                 vehicle_count = traffic_aggregates.vehicle_count + excluded.vehicle_count,
-                speed_sum_dkmh = traffic_aggregates.speed_sum_dkmh + excluded.speed_sum_dkmh
-            """
-        }
-    }
-
-    func addToBuckets(_ buckets: [(TrafficDelta.BucketKey, Int)]) async throws {
-        _ = try await chunked(buckets.map {
-            [.int($0.0.key.tile), .int($0.0.key.minuteMs), .int($0.0.bucket), .int($0.1)]
-        }) {
-            """
-            INSERT INTO traffic_speed_buckets (tile, minute_ms, bucket, point_count) VALUES \(Self.values($0, 4))
-            ON CONFLICT (tile, minute_ms, bucket) DO UPDATE SET
-                point_count = traffic_speed_buckets.point_count + excluded.point_count
+                speed_sum_dkmh = traffic_aggregates.speed_sum_dkmh + excluded.speed_sum_dkmh,
+                speed_histogram = tm_hist_add(traffic_aggregates.speed_histogram, excluded.speed_histogram)
             """
         }
     }

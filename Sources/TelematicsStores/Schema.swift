@@ -24,11 +24,17 @@
 /// points of version 2 are dropped, not converted: they live 24 hours, and
 /// the aggregates they fed stay.
 ///
+/// Version 4 keeps each aggregate's speed histogram in its row
+/// (`speed_histogram`), merged by the upsert, instead of a row per bucket
+/// in `traffic_speed_buckets` (ten or more per tile and minute on real
+/// traffic). Rows written before stay in `traffic_speed_buckets` and are
+/// still read, added to the row's own histogram.
+///
 /// Version 2 also indexes the cross-vehicle reads of the `query` command:
 /// maintenance cases by service partner, traffic aggregates by minute.
 enum Schema {
     /// The version this code writes.
-    static let version = 3
+    static let version = 4
 
     /// Migrations of SQLite, by version (index 0 is version 1). A migration
     /// is never edited once released: existing databases ran it already.
@@ -119,6 +125,9 @@ enum Schema {
             PRIMARY KEY (pseudonym, sequence))
         """,
         "CREATE INDEX probes_t_ms ON probes (t_ms)",
+    ], [
+        // Version 4: the speed histogram in the aggregate row (SpeedHistogram.packed).
+        "ALTER TABLE traffic_aggregates ADD COLUMN speed_histogram BLOB",
     ]]
 
     /// Migrations of PostgreSQL, by version (index 0 is version 1).
@@ -207,6 +216,8 @@ enum Schema {
             PRIMARY KEY (pseudonym, sequence))
         """,
         "CREATE INDEX probes_t_ms ON probes (t_ms)",
+    ], [
+        "ALTER TABLE traffic_aggregates ADD COLUMN speed_histogram bigint[]",
     ]]
 
     /// Tables counted by `stats()`, with the counting SQL.
@@ -225,8 +236,8 @@ enum Schema {
     /// grouped by aggregate, newest minute first, then by tile.
     static func recentTrafficQuery(placeholder: (Int) -> String) -> String {
         """
-        SELECT a.tile, a.minute_ms, a.point_count, a.vehicle_count, a.speed_sum_dkmh, b.bucket, b.point_count
-        FROM (SELECT tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh FROM traffic_aggregates
+        SELECT a.tile, a.minute_ms, a.point_count, a.vehicle_count, a.speed_sum_dkmh, b.bucket, b.point_count, a.speed_histogram
+        FROM (SELECT tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh, speed_histogram FROM traffic_aggregates
               WHERE minute_ms >= \(placeholder(1)) ORDER BY minute_ms DESC, tile LIMIT \(placeholder(2))) AS a
         LEFT JOIN traffic_speed_buckets AS b ON b.tile = a.tile AND b.minute_ms = a.minute_ms
         ORDER BY a.minute_ms DESC, a.tile, b.bucket

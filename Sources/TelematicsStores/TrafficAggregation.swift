@@ -1,7 +1,9 @@
 /// Speed histogram of one traffic aggregate: 5 km/h buckets from 0 to
 /// 300 km/h plus one overflow bucket. A fixed histogram can be summed across
-/// batches with one UPSERT per bucket, which a stored list of speeds could
-/// not; the price is that percentiles are exact only to a bucket.
+/// batches inside the aggregate's upsert (schema 4: SQLite adds the packed
+/// form with `tm_hist_add`, PostgreSQL adds `bigint[]` element-wise), which a
+/// stored list of speeds could not; the price is that percentiles are exact
+/// only to a bucket.
 public struct SpeedHistogram: Hashable, Sendable {
     /// Width of a bucket in 0.1 km/h (5 km/h).
     public static let bucketWidthDkmh: UInt32 = 50
@@ -35,6 +37,45 @@ public struct SpeedHistogram: Hashable, Sendable {
     /// Points in all buckets.
     public var total: Int { counts.reduce(0, +) }
 
+    /// Adds another histogram's counts to these.
+    public mutating func add(_ other: SpeedHistogram) {
+        for (i, n) in other.counts.enumerated() where n != 0 { counts[i] += n }
+    }
+
+    /// The stored form in SQLite (`traffic_aggregates.speed_histogram`):
+    /// ``bucketCount`` little-endian 32-bit counts.
+    var packed: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(Self.bucketCount * 4)
+        for n in counts { withUnsafeBytes(of: UInt32(clamping: n).littleEndian) { out.append(contentsOf: $0) } }
+        return out
+    }
+
+    /// A histogram from its stored form; nil when the length is wrong.
+    init?(packed bytes: some Collection<UInt8>) {
+        let bytes = Array(bytes)
+        guard bytes.count == Self.bucketCount * 4 else { return nil }
+        self.init()
+        for i in 0..<Self.bucketCount {
+            counts[i] = (0..<4).reduce(0) { $0 | Int(bytes[4 * i + $1]) << (8 * $1) }
+        }
+    }
+
+    /// A histogram from PostgreSQL's `bigint[]` form (missing buckets are 0).
+    init(counts values: [Int64]) {
+        self.init()
+        for (i, n) in values.prefix(Self.bucketCount).enumerated() { counts[i] = Int(n) }
+    }
+
+    /// Adds two stored (packed) histograms: SQLite's `tm_hist_add(a, b)`,
+    /// which merges a batch's histogram into a stored row. A NULL (a row
+    /// written before schema 4) counts as empty.
+    static func addPacked(_ a: [UInt8]?, _ b: [UInt8]?) -> [UInt8] {
+        var sum = a.flatMap { SpeedHistogram(packed: $0) } ?? SpeedHistogram()
+        if let other = b.flatMap({ SpeedHistogram(packed: $0) }) { sum.add(other) }
+        return sum.packed
+    }
+
     /// The speed (km/h) below which `fraction` of the points lie, linearly
     /// interpolated within the bucket that holds it; the overflow bucket
     /// reports its lower bound (300 km/h). 0 for an empty histogram.
@@ -66,25 +107,18 @@ struct TrafficDelta: Sendable {
         static func < (a: Key, b: Key) -> Bool { (a.tile, a.minuteMs) < (b.tile, b.minuteMs) }
     }
 
-    /// Additions to one aggregate row.
+    /// Additions to one aggregate row, its speed histogram included.
     struct Sums: Sendable {
         var points = 0
         var speedSumDkmh: Int64 = 0
         var vehicles = 0
+        var histogram = SpeedHistogram()
     }
 
     /// Per (tile, minute): points and speed sums.
     var sums: [Key: Sums] = [:]
-    /// Per (tile, minute, bucket): points.
-    var buckets: [BucketKey: Int] = [:]
     /// (tile, minute, pseudonym) memberships the points claim.
     var memberships: Set<Membership> = []
-
-    /// (tile, minute, bucket) of a histogram row.
-    struct BucketKey: Hashable, Sendable {
-        var key: Key
-        var bucket: Int
-    }
 
     /// One vehicle's presence in a tile-minute.
     struct Membership: Hashable, Sendable {
@@ -99,7 +133,7 @@ struct TrafficDelta: Sendable {
             let key = Key(tile: p.tile, minuteMs: p.minuteMs)
             sums[key, default: Sums()].points += 1
             sums[key, default: Sums()].speedSumDkmh += Int64(p.speedDkmh)
-            buckets[BucketKey(key: key, bucket: SpeedHistogram.bucket(speedDkmh: p.speedDkmh)), default: 0] += 1
+            sums[key, default: Sums()].histogram.add(bucket: SpeedHistogram.bucket(speedDkmh: p.speedDkmh))
             memberships.insert(Membership(key: key, pseudonym: p.pseudonym))
         }
     }
@@ -111,12 +145,10 @@ struct TrafficDelta: Sendable {
 struct SortedTrafficDelta: Sendable {
     var memberships: [TrafficDelta.Membership]
     var sums: [(TrafficDelta.Key, TrafficDelta.Sums)]
-    var buckets: [(TrafficDelta.BucketKey, Int)]
 
     init(_ delta: TrafficDelta) {
         memberships = delta.memberships.sorted { ($0.key, $0.pseudonym) < ($1.key, $1.pseudonym) }
         sums = delta.sums.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-        buckets = delta.buckets.sorted { ($0.key.key, $0.key.bucket) < ($1.key.key, $1.key.bucket) }.map { ($0.key, $0.value) }
     }
 
     /// Counts one more vehicle in each tile-minute of `newMemberships`

@@ -111,6 +111,9 @@ struct SchemaUpgradeTests {
                 INSERT INTO charge_sessions VALUES ('\(a)', 's-old', 2, \(t0), \(t0 - 60_000), \(t0), 100, 900, 5000, 7000,
                     1, 1, 1, \(blob), 'key-1')
                 """,
+                // An aggregate of tile 7 with its histogram as bucket rows (before schema 4): 4 points at 30-35 km/h.
+                "INSERT INTO traffic_aggregates VALUES (7, \(t0), 4, 1, 1280)",
+                "INSERT INTO traffic_speed_buckets VALUES (7, \(t0), 6, 4)",
             ]
         }
 
@@ -159,6 +162,12 @@ struct SchemaUpgradeTests {
             // Version 3's probe rows work on the upgraded database.
             #expect(try await store.apply(StoreBatch(probePoints: points("p-up", sequence: 1, count: 3, speedKmh: 50))).probePointsInserted == 3)
             #expect(try await store.probePointCount() == 3)
+            // Version 4: the old bucket rows and the row's own histogram add up.
+            let minute = try #require(try await store.trafficAggregates(tile: 7, fromMinute: t0, toMinute: t0).first)
+            #expect(minute.pointCount == 7 && minute.vehicleCount == 2)
+            #expect(minute.histogram.total == 7)
+            #expect(minute.histogram.counts[6] == 4 && minute.histogram.counts[10] == 3)
+            #expect(try await store.trafficAggregates(sinceMinute: t0, limit: 10).first?.histogram == minute.histogram)
         } catch {
             await store.close()
             throw error
