@@ -253,7 +253,7 @@ public final class EmergencyLane: Service, Sendable {
 }
 
 /// Milliseconds since the epoch, by the wall clock (Kafka timestamps are wall-clock).
-func wallClockMs() -> Int64 {
+public func wallClockMs() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000

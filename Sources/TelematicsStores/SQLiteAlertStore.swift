@@ -45,11 +45,7 @@ public actor SQLiteAlertStore: AlertStore {
             throw StoreError(backend: .sqlite, operation: "open", message: "cannot open \(path): \(error)")
         }
         do {
-            let mode = try await connection.query("PRAGMA journal_mode=WAL").first?.columns.first?.data.string
-            guard mode?.lowercased() == "wal" else {
-                throw StoreError(backend: .sqlite, operation: "open", message: "\(path): journal_mode=WAL refused (got \(mode ?? "nothing"))")
-            }
-            _ = try await connection.query("PRAGMA synchronous=NORMAL")
+            try await SQLiteStore.useWAL(connection, path: path)
             // A second process (the console of another command) may hold the write lock briefly.
             _ = try await connection.query("PRAGMA busy_timeout=5000")
             for statement in Self.schema { _ = try await connection.query(statement) }

@@ -67,11 +67,7 @@ public actor SQLiteStore: TelematicsStore {
             throw StoreError(backend: .sqlite, operation: "open", message: "cannot open \(path): \(error)")
         }
         do {
-            let mode = try await connection.query("PRAGMA journal_mode=WAL").first?.columns.first?.data.string
-            guard mode?.lowercased() == "wal" else {
-                throw StoreError(backend: .sqlite, operation: "open", message: "\(path): journal_mode=WAL refused (got \(mode ?? "nothing"))")
-            }
-            _ = try await connection.query("PRAGMA synchronous=NORMAL")
+            try await Self.useWAL(connection, path: path)
             // A batch touches thousands of pages: with SQLite's 2 MiB default
             // cache they spill to the file mid-transaction, and statement
             // journals of multi-row upserts go to temporary files. 64 MiB of
@@ -139,6 +135,17 @@ public actor SQLiteStore: TelematicsStore {
             _ = try? await connection.query("ROLLBACK")
             throw error
         }
+    }
+
+    /// Puts a connection's database in WAL mode with `synchronous=NORMAL`:
+    /// a commit is one append to the WAL, durable across a process crash,
+    /// and readers never block the writer. Both SQLite stores open so.
+    static func useWAL(_ connection: SQLiteConnection, path: String) async throws {
+        let mode = try await connection.query("PRAGMA journal_mode=WAL").first?.columns.first?.data.string
+        guard mode?.lowercased() == "wal" else {
+            throw StoreError(backend: .sqlite, operation: "open", message: "\(path): journal_mode=WAL refused (got \(mode ?? "nothing"))")
+        }
+        _ = try await connection.query("PRAGMA synchronous=NORMAL")
     }
 
     /// Runs `body` on the open connection, turning every failure into a ``StoreError``.

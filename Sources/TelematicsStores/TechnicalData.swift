@@ -34,17 +34,15 @@ enum TechnicalData {
     static func json(_ items: [ServiceItem]) -> String {
         "[" + items.map {
             "{\"due_in_days\":\($0.dueInDays),\"due_in_km\":\($0.dueInKm),\"status\":\($0.status.rawValue),"
-                + "\"status_name\":\(quoted($0.status.description)),\"type\":\($0.type.rawValue),\"type_name\":\(quoted($0.type.description))}"
+                + "\"status_name\":\(CanonicalJSONWriter.quoted($0.status.description)),\"type\":\($0.type.rawValue),\"type_name\":\(CanonicalJSONWriter.quoted($0.type.description))}"
         }.joined(separator: ",") + "]"
     }
 
     static func json(_ controls: [CheckControl]) -> String {
         "[" + controls.map {
-            "{\"code\":\($0.code),\"severity\":\($0.severity.rawValue),\"severity_name\":\(quoted($0.severity.description))}"
+            "{\"code\":\($0.code),\"severity\":\($0.severity.rawValue),\"severity_name\":\(CanonicalJSONWriter.quoted($0.severity.description))}"
         }.joined(separator: ",") + "]"
     }
-
-    static func quoted(_ text: String) -> String { CanonicalJSONWriter.quoted(text) }
 
     static func serviceItems(_ json: String) throws -> [ServiceItem] {
         try JSONDecoder().decode([Item].self, from: Data(json.utf8)).map {

@@ -170,7 +170,7 @@ struct Run: AsyncParsableCommand {
         emergencyConfiguration.topics = topics
         let laneBox = LaneBox()
         let desk = AlertDesk(
-            store: alertStore, escalateAfterMs: Int64(escalateAfter * 1000), clock: { wallClockMilliseconds() },
+            store: alertStore, escalateAfterMs: Int64(escalateAfter * 1000), clock: { wallClockMs() },
             publish: { record in
                 var alert = record.alert
                 alert.escalated = true
@@ -209,7 +209,7 @@ struct Run: AsyncParsableCommand {
         let rate = simulateRate ?? (embedded != nil ? 2_000 : 0)
         if rate > 0 {
             var fleetConfiguration = FleetSimulator.Configuration(vehicles: simulateVehicles, ratePerSecond: rate)
-            fleetConfiguration.startMs = Int64(Date().timeIntervalSince1970 * 1000)
+            fleetConfiguration.startMs = wallClockMs()
             let dictionary = try dictionaryDirectory.flatMap { try Simulate.firstDictionary(in: $0)?.bytes }
             services.append(SimulatorService(fleet: fleetConfiguration, dictionary: dictionary, rate: rate, producer: producer))
             logger.notice("simulating \(simulateVehicles) vehicles at \(Int(rate)) records/s")
@@ -252,8 +252,6 @@ final class LaneBox: @unchecked Sendable {
     var lane: EmergencyLane?
 }
 
-/// Milliseconds since the epoch, by the wall clock.
-func wallClockMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
 extension String {
     func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
