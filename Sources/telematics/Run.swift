@@ -19,7 +19,7 @@ struct Run: AsyncParsableCommand {
             Without --brokers, runs the embedded default: a Kafka-protocol cluster on \
             loopback (librdkafka's mock cluster) with the WIRE.md topics, a simulated \
             fleet producing into it, and the pipeline storing into SQLite under \
-            --data-dir. With --brokers, consumes a real cluster (Apache Kafka, \
+            --sqlite (./data). With --brokers, consumes a real cluster (Apache Kafka, \
             Redpanda, a managed service) and nothing is simulated unless --simulate-rate \
             is given. --postgres URL stores into PostgreSQL instead of SQLite.
             A record's offset is committed only after its store transaction, its \
