@@ -26,10 +26,14 @@ if (( ${#missing[@]} )); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c "import zstandard, google.protobuf, grpc_tools" 2>/dev/null; then
+# Python test and benchmark tools: every line of requirements.txt, installed
+# only when pip finds one missing (a dry run is cheap; installs are not).
+REQS="$ROOT/Tests/Fixtures/tools/requirements.txt"
+if python3 -m pip install --dry-run --disable-pip-version-check -r "$REQS" 2>/dev/null | grep -q "Would install" \
+   || ! python3 -c "import zstandard" 2>/dev/null; then
   echo "setup: installing Python test tools" >&2
-  python3 -m pip install -q --disable-pip-version-check -r "$ROOT/Tests/Fixtures/tools/requirements.txt" \
-    || python3 -m pip install -q --disable-pip-version-check --break-system-packages -r "$ROOT/Tests/Fixtures/tools/requirements.txt"
+  python3 -m pip install -q --disable-pip-version-check -r "$REQS" \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages -r "$REQS"
 fi
 
 if ! command -v swift >/dev/null; then
