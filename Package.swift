@@ -81,6 +81,18 @@ let package = Package(
             ]
         ),
 
+        // Privacy by design: retention, a vehicle's export and erasure, key rotation.
+        .target(
+            name: "TelematicsPrivacy",
+            dependencies: [
+                "TelematicsStores", "TelematicsPipeline", "TelematicsWire",
+                // Answers the console's privacy API.
+                "CallCentre",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // The call centre: alert desk (dedup, acknowledgement, escalation) and
         // the agents' web console with its JSON API, SSE feed and /metrics.
         .target(
@@ -105,6 +117,7 @@ let package = Package(
                 "FleetSimulator",
                 "TelematicsStores",
                 "TelematicsPipeline",
+                "TelematicsPrivacy",
                 "CallCentre",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -119,6 +132,7 @@ let package = Package(
         .target(
             name: "TelematicsTestSupport",
             dependencies: [
+                "TelematicsStores",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -151,6 +165,17 @@ let package = Package(
                 // The schema-upgrade tests write version-1 databases directly.
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+            ]
+        ),
+
+        .testTarget(
+            name: "TelematicsPrivacyTests",
+            dependencies: [
+                "TelematicsPrivacy", "TelematicsStores", "TelematicsPipeline", "TelematicsWire", "TelematicsTestSupport",
+                "CallCentre",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
 

@@ -140,14 +140,15 @@ public actor AlertDesk {
     }
 
     /// Runs ``escalateDue()`` every `interval`, and ``purge(olderThanMs:)``
-    /// (six months) at start and every `purgeInterval`, until the task is
-    /// cancelled (or, inside a service group, shut down gracefully).
-    public func runEscalations(every interval: Duration = .seconds(1), purgeEvery purgeInterval: Duration = .seconds(3_600)) async {
+    /// (six months) at start and every `purgeInterval` (never when nil: a
+    /// retention job of its own deletes them), until the task is cancelled
+    /// (or, inside a service group, shut down gracefully).
+    public func runEscalations(every interval: Duration = .seconds(1), purgeEvery purgeInterval: Duration? = .seconds(3_600)) async {
         var lastPurge: ContinuousClock.Instant?
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             await escalateDue()
             // Retention runs with escalation: at start, then every purgeInterval.
-            if lastPurge.map({ ContinuousClock.now - $0 >= purgeInterval }) ?? true {
+            if let purgeInterval, lastPurge.map({ ContinuousClock.now - $0 >= purgeInterval }) ?? true {
                 lastPurge = .now
                 do {
                     let purged = try await purge()
@@ -205,15 +206,18 @@ public struct EscalationService: Service {
     public let desk: AlertDesk
     /// How often to look for due alerts.
     public let interval: Duration
+    /// How often to purge alerts past six months; nil when another job does.
+    public let purgeInterval: Duration?
 
-    /// Escalates `desk`'s due alerts every `interval`.
-    public init(desk: AlertDesk, interval: Duration = .seconds(1)) {
+    /// Escalates `desk`'s due alerts every `interval`, purges every `purgeInterval`.
+    public init(desk: AlertDesk, interval: Duration = .seconds(1), purgeEvery purgeInterval: Duration? = .seconds(3_600)) {
         self.desk = desk
         self.interval = interval
+        self.purgeInterval = purgeInterval
     }
 
     public func run() async throws {
-        await desk.runEscalations(every: interval)
+        await desk.runEscalations(every: interval, purgeEvery: purgeInterval)
     }
 }
 

@@ -6,6 +6,9 @@ public struct ConsoleConfiguration: Sendable {
     public var port: Int
     /// The agents' bearer tokens: token -> agent name.
     public var agents: [String: String]
+    /// The privacy officers' bearer tokens (token -> name): only they may
+    /// export or erase a vehicle's data through the console's API.
+    public var privacyOfficers: [String: String] = [:]
 
     /// A configuration; `agents` maps each token to its agent's name.
     public init(host: String = "127.0.0.1", port: Int = 8080, agents: [String: String] = [:]) {

@@ -34,7 +34,9 @@ public struct ConsoleServer: Service {
     private let registry: PrometheusCollectorRegistry
     private let ready: @Sendable () async -> Bool
     private let onRunning: @Sendable (Int) async -> Void
-    private let logger: Logger
+    let logger: Logger
+    /// Answers the privacy API (`/api/privacy/...`); none, no such routes.
+    public var privacy: (any VehicleDataRequests)?
     /// How often an idle event stream sends a comment, so a dead client is noticed.
     var heartbeat: Duration = .seconds(15)
 
@@ -125,6 +127,7 @@ public struct ConsoleServer: Service {
                 headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                 body: ResponseBody { writer in try await Self.stream(desk: desk, heartbeat: heartbeat, into: &writer) })
         }
+        addPrivacyRoutes(to: router)
         return router
     }
 
@@ -134,7 +137,7 @@ public struct ConsoleServer: Service {
         Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-cache"], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
 
-    private static func text(_ text: String, status: HTTPResponse.Status) -> Response {
+    static func text(_ text: String, status: HTTPResponse.Status) -> Response {
         Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
 

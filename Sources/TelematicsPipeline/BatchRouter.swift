@@ -81,6 +81,7 @@ final class BatchRouter: @unchecked Sendable {
     private let topics: PipelineTopics
     private var pseudonyms: PseudonymCache
     private let sealer: PositionSealer
+    private let sessionReferences: SessionReferences
     private(set) var consent = ConsentBook()
     /// Where alerts go at once; without it they are published with the batch.
     private let emergency: EmergencyLane?
@@ -93,6 +94,7 @@ final class BatchRouter: @unchecked Sendable {
         self.topics = topics
         pseudonyms = PseudonymCache(Pseudonymizer(key: secrets.pseudonymKey))
         sealer = PositionSealer(keyID: secrets.sealingKeyID, keys: secrets.sealingKeys)
+        sessionReferences = SessionReferences(pseudonymKey: secrets.pseudonymKey)
     }
 
     /// VINs of the batch whose consent state is not known yet (read from the
@@ -209,18 +211,21 @@ final class BatchRouter: @unchecked Sendable {
                 prepared.tally.droppedForConsent["charging_history", default: 0] += 1
                 return
             }
+            // Stored under a keyed reference, the id itself and the position sealed.
             let sessionID = session.sessionID.string
+            let reference = sessionReferences.reference(vin: e.vin, sessionID: sessionID)
             var sealed: [UInt8]?
             if state.chargingLocation, let position = session.position {
-                sealed = try? sealer.seal(position, vin: e.vin, sessionID: sessionID)
+                sealed = try? sealer.seal(position, vin: e.vin, sessionID: reference)
             }
+            let sealedID = try? sealer.sealSessionID(sessionID, vin: e.vin, reference: reference)
             prepared.store.chargeSessions.append(ChargeSessionRecord(
-                vin: e.vin, sessionID: sessionID, sequence: e.sequence, recordedAtMs: e.recordedAtMs,
+                vin: e.vin, sessionID: reference, sequence: e.sequence, recordedAtMs: e.recordedAtMs,
                 startedAtMs: session.startedAtMs, endedAtMs: session.endedAtMs,
                 socStartPermille: session.socStartPermille, socEndPermille: session.socEndPermille,
                 energyWh: session.energyWh, maxPowerW: session.maxPowerW,
                 current: session.current.rawValue, site: session.site.rawValue, endReason: session.endReason.rawValue,
-                sealedPosition: sealed, keyID: sealed == nil ? nil : sealer.keyID))
+                sealedPosition: sealed, keyID: sealed == nil && sealedID == nil ? nil : sealer.keyID, sealedSessionID: sealedID))
 
         case .rttiProbe(let probe):
             guard consent.state(of: e.vin).rtti else {

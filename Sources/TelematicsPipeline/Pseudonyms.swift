@@ -31,15 +31,44 @@ public struct Pseudonymizer: Sendable {
         var hmac = HMAC<SHA256>(key: key)
         vin.withBytes { hmac.update(data: $0) }
         withUnsafeBytes(of: day.littleEndian) { hmac.update(data: $0) }
-        let mac = hmac.finalize()
-        let digits = Array("0123456789abcdef".utf8)
-        return String(unsafeUninitializedCapacity: 32) { out in
-            for (i, byte) in mac.prefix(16).enumerated() {
-                out[2 * i] = digits[Int(byte >> 4)]
-                out[2 * i + 1] = digits[Int(byte & 0x0f)]
-            }
-            return 32
+        return hex32(hmac.finalize())
+    }
+}
+
+/// The first 16 bytes of a MAC as 32 lowercase hex characters.
+func hex32(_ mac: HashedAuthenticationCode<SHA256>) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    return String(unsafeUninitializedCapacity: 32) { out in
+        for (i, byte) in mac.prefix(16).enumerated() {
+            out[2 * i] = digits[Int(byte >> 4)]
+            out[2 * i + 1] = digits[Int(byte & 0x0f)]
         }
+        return 32
+    }
+}
+
+/// The charging-history store's key for a session: a keyed hash of the VIN
+/// and the vehicle's session id (32 hex characters), so a session is stored
+/// once per (VIN, session_id) without the id itself being stored in the
+/// clear (RULES.md: charging data is stored encrypted; the id is sealed
+/// beside it). The hash key is derived (HKDF) from the pseudonym key: a new
+/// pseudonym key gives new references, and a session redelivered after
+/// such a change would be stored again.
+public struct SessionReferences: Sendable {
+    private let key: SymmetricKey
+
+    public init(pseudonymKey: SymmetricKey) {
+        key = HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: pseudonymKey, info: Array("telematics charging session reference".utf8), outputByteCount: 32)
+    }
+
+    /// The reference of the vehicle's session `sessionID`.
+    public func reference(vin: VIN, sessionID: String) -> String {
+        var hmac = HMAC<SHA256>(key: key)
+        vin.withBytes { hmac.update(data: $0) }
+        hmac.update(data: [0])
+        hmac.update(data: Array(sessionID.utf8))
+        return hex32(hmac.finalize())
     }
 }
 
@@ -133,6 +162,25 @@ public struct PositionSealer: Sendable {
 
     private static func context(_ vin: VIN, _ sessionID: String) -> [UInt8] {
         Array(vin.description.utf8) + [0] + Array(sessionID.utf8)
+    }
+
+    /// The vehicle's session id sealed, bound to the row (VIN and the
+    /// session's reference) and marked as an id, so it can be neither moved
+    /// to another row nor passed off as a position.
+    public func sealSessionID(_ sessionID: String, vin: VIN, reference: String) throws -> [UInt8] {
+        let box = try AES.GCM.seal(Array(sessionID.utf8), using: keys[keyID]!, authenticating: Self.idContext(vin, reference))
+        return Array(box.combined!)
+    }
+
+    /// Opens a session id sealed by ``sealSessionID(_:vin:reference:)`` with the key `keyID`.
+    public func openSessionID(_ sealed: [UInt8], keyID: String, vin: VIN, reference: String) throws -> String {
+        guard let key = keys[keyID] else { throw SealingError.unknownKey(keyID) }
+        let plain = try AES.GCM.open(AES.GCM.SealedBox(combined: sealed), using: key, authenticating: Self.idContext(vin, reference))
+        return String(decoding: plain, as: UTF8.self)
+    }
+
+    private static func idContext(_ vin: VIN, _ reference: String) -> [UInt8] {
+        context(vin, reference) + Array("\u{0}session_id".utf8)
     }
 
     /// Why a sealed value could not be opened.

@@ -108,6 +108,13 @@ public protocol AlertStore: Sendable {
     /// `recordedBeforeMs` (retention); how many.
     func deleteAlerts(recordedBeforeMs: Int64) async throws(StoreError) -> Int
     /// Closes the connection; later calls fail.
+    /// Alerts of recorded before `recordedBeforeMs` (what retention would delete).
+    func countAlerts(recordedBeforeMs: Int64) async throws(StoreError) -> Int
+    /// Every alert of one vehicle, newest first (data-subject export).
+    func alerts(vin: String) async throws(StoreError) -> [AlertRecord]
+    /// Deletes the vehicle's acknowledged alerts in one transaction; open ones
+    /// stay until an agent has handled them. Returns (deleted, kept open).
+    func eraseAlerts(vin: String) async throws(StoreError) -> (deleted: Int, keptOpen: Int)
     func close() async
 }
 
@@ -118,6 +125,10 @@ enum AlertRows {
 
     /// The ORDER BY of listings: P0 before P1, newest first.
     static let listingOrder = "ORDER BY priority, received_at_ms DESC, id"
+
+    /// The `LIKE` pattern of a vehicle's alert ids (`VIN/...`); VIN
+    /// characters are never LIKE wildcards.
+    static func idPattern(vin: String) -> String { vin + "/%" }
 
     /// What an alert does to the stored record (nil when there is none):
     /// the outcome, with the record to write for ``AlertUpsert/new(_:)``

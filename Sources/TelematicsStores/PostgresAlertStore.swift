@@ -125,6 +125,15 @@ public actor PostgresAlertStore: AlertStore {
             try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
         }
 
+        /// The one integer a statement returns.
+        func count(_ sql: String, _ binds: PostgresBindings) async throws -> Int {
+            var n = 0
+            for try await (c) in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).decode(Int64.self) {
+                n = Int(c)
+            }
+            return n
+        }
+
         /// The records a statement returns (it must return ``AlertRows/columns``).
         func records(_ sql: String, _ binds: PostgresBindings) async throws -> [AlertRecord] {
             var out: [AlertRecord] = []
@@ -271,6 +280,36 @@ public actor PostgresAlertStore: AlertStore {
                 ORDER BY received_at_ms, id
                 """, binds)
         }
+    }
+
+    public func countAlerts(recordedBeforeMs: Int64) async throws(StoreError) -> Int {
+        try await run("countAlerts") { session in
+            var binds = PostgresBindings()
+            binds.append(recordedBeforeMs)
+            return try await session.count("SELECT count(*) FROM callcentre_alerts WHERE recorded_at_ms < $1", binds)
+        }
+    }
+
+    public func alerts(vin: String) async throws(StoreError) -> [AlertRecord] {
+        try await run("alerts") { session in
+            var binds = PostgresBindings()
+            binds.append(AlertRows.idPattern(vin: vin))
+            return try await session.records(
+                "SELECT \(AlertRows.columns) FROM callcentre_alerts WHERE id LIKE $1 ORDER BY received_at_ms DESC, id", binds)
+        }
+    }
+
+    public func eraseAlerts(vin: String) async throws(StoreError) -> (deleted: Int, keptOpen: Int) {
+        let result = try await transaction("eraseAlerts") { session -> [Int] in
+            var binds = PostgresBindings()
+            binds.append(AlertRows.idPattern(vin: vin))
+            let deleted = try await session.count(
+                "WITH d AS (DELETE FROM callcentre_alerts WHERE id LIKE $1 AND acknowledged_at_ms IS NOT NULL RETURNING id) SELECT count(*) FROM d",
+                binds)
+            let open = try await session.count("SELECT count(*) FROM callcentre_alerts WHERE id LIKE $1", binds)
+            return [deleted, open]
+        }
+        return (result[0], result[1])
     }
 
     public func deleteAlerts(recordedBeforeMs: Int64) async throws(StoreError) -> Int {

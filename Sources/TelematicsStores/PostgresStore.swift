@@ -258,20 +258,22 @@ public actor PostgresStore: TelematicsStore {
             let rows = try await writer.query(
                 """
                 SELECT session_id, sequence, recorded_at_ms, started_at_ms, ended_at_ms, soc_start_permille,
-                       soc_end_permille, energy_wh, max_power_w, current, site, end_reason, sealed_position, key_id
+                       soc_end_permille, energy_wh, max_power_w, current, site, end_reason, sealed_position, key_id,
+                       sealed_session_id
                 FROM charge_sessions WHERE vin = $1 ORDER BY started_at_ms, session_id
                 """, binds)
             var sessions: [ChargeSessionRecord] = []
             for try await row in rows {
-                let (id, seq, at, started, ended, socStart, socEnd, energy, power, current, site, reason, sealed, key) =
+                let (id, seq, at, started, ended, socStart, socEnd, energy, power, current, site, reason, sealed, key, sealedID) =
                     try row.decode(
-                        (String, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int32, Int32, Int32, ByteBuffer?, String?).self)
+                        (String, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int32, Int32, Int32, ByteBuffer?, String?, ByteBuffer?).self)
                 sessions.append(ChargeSessionRecord(
                     vin: vin, sessionID: id, sequence: UInt64(bitPattern: seq), recordedAtMs: at, startedAtMs: started,
                     endedAtMs: ended, socStartPermille: UInt32(truncatingIfNeeded: socStart),
                     socEndPermille: UInt32(truncatingIfNeeded: socEnd), energyWh: UInt32(truncatingIfNeeded: energy),
                     maxPowerW: UInt32(truncatingIfNeeded: power), current: current, site: site, endReason: reason,
-                    sealedPosition: sealed.map { Array($0.readableBytesView) }, keyID: key))
+                    sealedPosition: sealed.map { Array($0.readableBytesView) }, keyID: key,
+                    sealedSessionID: sealedID.map { Array($0.readableBytesView) }))
             }
             return sessions
         }
@@ -635,20 +637,22 @@ struct PostgresWriter: BatchWriter {
         binds.append(sessions.map { ByteBuffer(bytes: $0.sealedPosition ?? []) })
         binds.append(sessions.map { $0.keyID != nil })
         binds.append(sessions.map { $0.keyID ?? "" })
+        binds.append(sessions.map { $0.sealedSessionID != nil })
+        binds.append(sessions.map { ByteBuffer(bytes: $0.sealedSessionID ?? []) })
         return try await count(
             """
             WITH inserted AS (
                 INSERT INTO charge_sessions (vin, session_id, sequence, recorded_at_ms, started_at_ms, ended_at_ms,
                     soc_start_permille, soc_end_permille, energy_wh, max_power_w, current, site, end_reason,
-                    sealed_position, key_id)
+                    sealed_position, key_id, sealed_session_id)
                 SELECT u.vin, u.id, u.seq, u.at, u.started, u.ended, u.soc_start, u.soc_end, u.energy, u.power,
                        u.current, u.site, u.reason, CASE WHEN u.has_sealed THEN u.sealed END,
-                       CASE WHEN u.has_key THEN u.key END
+                       CASE WHEN u.has_key THEN u.key END, CASE WHEN u.has_sealed_id THEN u.sealed_id END
                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],
                             $8::bigint[], $9::bigint[], $10::bigint[], $11::integer[], $12::integer[], $13::integer[],
-                            $14::boolean[], $15::bytea[], $16::boolean[], $17::text[])
+                            $14::boolean[], $15::bytea[], $16::boolean[], $17::text[], $18::boolean[], $19::bytea[])
                     AS u(vin, id, seq, at, started, ended, soc_start, soc_end, energy, power, current, site, reason,
-                         has_sealed, sealed, has_key, key)
+                         has_sealed, sealed, has_key, key, has_sealed_id, sealed_id)
                 ON CONFLICT DO NOTHING RETURNING 1)
             SELECT count(*) FROM inserted
             """, binds)
@@ -729,5 +733,76 @@ struct PostgresWriter: BatchWriter {
             SELECT * FROM UNNEST($1::text[], $2::bigint[])
             ON CONFLICT (name) DO UPDATE SET value = pipeline_counters.value + excluded.value
             """, binds).collect()
+    }
+}
+
+extension PostgresWriter: LifecycleSQL {
+    static func placeholder(_ i: Int) -> String { "$\(i)" }
+    static var begin: String { "BEGIN" }
+
+    private static func binds(_ values: [LifecycleBind]) -> PostgresBindings {
+        var binds = PostgresBindings()
+        for value in values {
+            switch value {
+            case .int(let v): binds.append(v)
+            case .text(let v): binds.append(v)
+            case .blob(let v): binds.append(ByteBuffer(bytes: v))
+            case .null: binds.appendNull()
+            }
+        }
+        return binds
+    }
+
+    func statement(_ sql: String) async throws { try await execute(sql) }
+
+    func returnedRows(_ sql: String, _ binds: [LifecycleBind]) async throws -> Int {
+        var n = 0
+        for try await _ in try await query(sql, Self.binds(binds)) { n += 1 }
+        return n
+    }
+
+    func integer(_ sql: String, _ binds: [LifecycleBind]) async throws -> Int {
+        try await count(sql, Self.binds(binds))
+    }
+
+    func sealedSessions(_ sql: String, _ binds: [LifecycleBind]) async throws -> [SealedSession] {
+        var out: [SealedSession] = []
+        for try await (vin, session, position, sealedID, key) in try await query(sql, Self.binds(binds))
+            .decode((String, String, ByteBuffer?, ByteBuffer?, String?).self)
+        {
+            guard let vin = VIN(vin) else { throw StoreError(backend: .postgres, operation: "sessionsToReseal", message: "a stored VIN is malformed") }
+            out.append(SealedSession(
+                vin: vin, sessionID: session, sealedPosition: position.map { Array($0.readableBytesView) },
+                sealedSessionID: sealedID.map { Array($0.readableBytesView) }, keyID: key))
+        }
+        return out
+    }
+}
+
+extension PostgresStore {
+    public func countExpired(_ rule: RetentionRule, before cutoffMs: Int64) async throws(StoreError) -> Int {
+        try await run("countExpired") { try await DataLifecycle.countExpired(rule, before: cutoffMs, $0) }
+    }
+
+    public func sweep(_ rule: RetentionRule, before cutoffMs: Int64, limit: Int) async throws(StoreError) -> Int {
+        try await runToCompletion { () async throws(StoreError) in
+            try await self.run("sweep") { try await DataLifecycle.sweep(rule, before: cutoffMs, limit: limit, $0) }
+        }
+    }
+
+    public func erase(_ vin: VIN, pseudonyms: [String]) async throws(StoreError) -> Erasure {
+        try await runToCompletion { () async throws(StoreError) in
+            try await self.run("erase") { try await DataLifecycle.erase(vin, pseudonyms: pseudonyms, $0) }
+        }
+    }
+
+    public func sessionsToReseal(keyID: String, limit: Int) async throws(StoreError) -> [SealedSession] {
+        try await run("sessionsToReseal") { try await DataLifecycle.sessionsToReseal(keyID: keyID, limit: limit, $0) }
+    }
+
+    public func reseal(_ replaced: [(old: SealedSession, new: SealedSession)]) async throws(StoreError) -> Int {
+        try await runToCompletion { () async throws(StoreError) in
+            try await self.run("reseal") { try await DataLifecycle.reseal(replaced, $0) }
+        }
     }
 }

@@ -228,6 +228,34 @@ public actor SQLiteAlertStore: AlertStore {
         }
     }
 
+    public func countAlerts(recordedBeforeMs: Int64) async throws(StoreError) -> Int {
+        try await run("countAlerts") { connection in
+            Int(try SQLiteRowReader(try await connection.query(
+                "SELECT count(*) FROM callcentre_alerts WHERE recorded_at_ms < ?", [.int(recordedBeforeMs)])[0]).int64(0))
+        }
+    }
+
+    public func alerts(vin: String) async throws(StoreError) -> [AlertRecord] {
+        try await run("alerts") { connection in
+            try await connection.query(
+                "SELECT \(AlertRows.columns) FROM callcentre_alerts WHERE id LIKE ? ORDER BY received_at_ms DESC, id",
+                [.text(AlertRows.idPattern(vin: vin))]
+            ).map(Self.record)
+        }
+    }
+
+    public func eraseAlerts(vin: String) async throws(StoreError) -> (deleted: Int, keptOpen: Int) {
+        let pattern = AlertRows.idPattern(vin: vin)
+        let result = try await transaction("eraseAlerts") { connection -> [Int] in
+            let deleted = try await connection.query(
+                "DELETE FROM callcentre_alerts WHERE id LIKE ? AND acknowledged_at_ms IS NOT NULL RETURNING id", [.text(pattern)]
+            ).count
+            let open = try await connection.query("SELECT count(*) FROM callcentre_alerts WHERE id LIKE ?", [.text(pattern)])
+            return [deleted, Int(try SQLiteRowReader(open[0]).int64(0))]
+        }
+        return (result[0], result[1])
+    }
+
     /// Closes the database; later calls fail with "store is closed".
     public func close() async {
         guard !isClosed else { return }

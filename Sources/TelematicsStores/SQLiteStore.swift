@@ -259,7 +259,8 @@ public actor SQLiteStore: TelematicsStore {
             try await connection.query(
                 """
                 SELECT session_id, sequence, recorded_at_ms, started_at_ms, ended_at_ms, soc_start_permille,
-                       soc_end_permille, energy_wh, max_power_w, current, site, end_reason, sealed_position, key_id
+                       soc_end_permille, energy_wh, max_power_w, current, site, end_reason, sealed_position, key_id,
+                       sealed_session_id
                 FROM charge_sessions WHERE vin = ? ORDER BY started_at_ms, session_id
                 """, [.text(vin.description)]
             ).map { row in
@@ -269,7 +270,8 @@ public actor SQLiteStore: TelematicsStore {
                     startedAtMs: try r.int64(3), endedAtMs: try r.int64(4), socStartPermille: try r.uint32(5),
                     socEndPermille: try r.uint32(6), energyWh: try r.uint32(7), maxPowerW: try r.uint32(8),
                     current: try r.int32(9), site: try r.int32(10), endReason: try r.int32(11),
-                    sealedPosition: r.isNull(12) ? nil : try r.bytes(12), keyID: r.isNull(13) ? nil : try r.text(13))
+                    sealedPosition: r.isNull(12) ? nil : try r.bytes(12), keyID: r.isNull(13) ? nil : try r.text(13),
+                    sealedSessionID: r.isNull(14) ? nil : try r.bytes(14))
             }
         }
     }
@@ -629,13 +631,14 @@ struct SQLiteWriter: BatchWriter {
             [.vin(s.vin), .text(s.sessionID), .seq(s.sequence), .int(s.recordedAtMs), .int(s.startedAtMs),
              .int(s.endedAtMs), .int(s.socStartPermille), .int(s.socEndPermille), .int(s.energyWh), .int(s.maxPowerW),
              .int(s.current), .int(s.site), .int(s.endReason),
-             s.sealedPosition.map { .blob(ByteBuffer(bytes: $0)) } ?? .null, s.keyID.map { .text($0) } ?? .null]
+             s.sealedPosition.map { .blob(ByteBuffer(bytes: $0)) } ?? .null, s.keyID.map { .text($0) } ?? .null,
+             s.sealedSessionID.map { .blob(ByteBuffer(bytes: $0)) } ?? .null]
         }) {
             """
             INSERT INTO charge_sessions (vin, session_id, sequence, recorded_at_ms, started_at_ms, ended_at_ms,
                 soc_start_permille, soc_end_permille, energy_wh, max_power_w, current, site, end_reason,
-                sealed_position, key_id)
-            VALUES \(Self.values($0, 15)) ON CONFLICT DO NOTHING RETURNING vin
+                sealed_position, key_id, sealed_session_id)
+            VALUES \(Self.values($0, 16)) ON CONFLICT DO NOTHING RETURNING vin
             """
         }.count
     }
@@ -709,6 +712,72 @@ struct SQLiteWriter: BatchWriter {
             INSERT INTO pipeline_counters (name, value) VALUES \(Self.values($0, 2))
             ON CONFLICT (name) DO UPDATE SET value = pipeline_counters.value + excluded.value
             """
+        }
+    }
+}
+
+extension SQLiteWriter: LifecycleSQL {
+    static func placeholder(_ i: Int) -> String { "?" }
+    static var begin: String { "BEGIN IMMEDIATE" }
+
+    private static func binds(_ binds: [LifecycleBind]) -> [SQLiteData] {
+        binds.map {
+            switch $0 {
+            case .int(let v): .integer(Int(v))
+            case .text(let v): .text(v)
+            case .blob(let v): .blob(ByteBuffer(bytes: v))
+            case .null: .null
+            }
+        }
+    }
+
+    func statement(_ sql: String) async throws { _ = try await connection.query(sql) }
+
+    func returnedRows(_ sql: String, _ binds: [LifecycleBind]) async throws -> Int {
+        try await connection.query(sql, Self.binds(binds)).count
+    }
+
+    func integer(_ sql: String, _ binds: [LifecycleBind]) async throws -> Int {
+        let rows = try await connection.query(sql, Self.binds(binds))
+        guard let row = rows.first else { return 0 }
+        return Int(try SQLiteRowReader(row).int64(0))
+    }
+
+    func sealedSessions(_ sql: String, _ binds: [LifecycleBind]) async throws -> [SealedSession] {
+        try await connection.query(sql, Self.binds(binds)).map { row in
+            let r = SQLiteRowReader(row)
+            guard let vin = VIN(try r.text(0)) else { throw SQLiteRowReader.Mismatch(description: "a stored VIN is malformed") }
+            return SealedSession(
+                vin: vin, sessionID: try r.text(1), sealedPosition: r.isNull(2) ? nil : try r.bytes(2),
+                sealedSessionID: r.isNull(3) ? nil : try r.bytes(3), keyID: r.isNull(4) ? nil : try r.text(4))
+        }
+    }
+}
+
+extension SQLiteStore {
+    public func countExpired(_ rule: RetentionRule, before cutoffMs: Int64) async throws(StoreError) -> Int {
+        try await run("countExpired") { try await DataLifecycle.countExpired(rule, before: cutoffMs, SQLiteWriter(connection: $0)) }
+    }
+
+    public func sweep(_ rule: RetentionRule, before cutoffMs: Int64, limit: Int) async throws(StoreError) -> Int {
+        try await runToCompletion { () async throws(StoreError) in
+            try await self.run("sweep") { try await DataLifecycle.sweep(rule, before: cutoffMs, limit: limit, SQLiteWriter(connection: $0)) }
+        }
+    }
+
+    public func erase(_ vin: VIN, pseudonyms: [String]) async throws(StoreError) -> Erasure {
+        try await runToCompletion { () async throws(StoreError) in
+            try await self.run("erase") { try await DataLifecycle.erase(vin, pseudonyms: pseudonyms, SQLiteWriter(connection: $0)) }
+        }
+    }
+
+    public func sessionsToReseal(keyID: String, limit: Int) async throws(StoreError) -> [SealedSession] {
+        try await run("sessionsToReseal") { try await DataLifecycle.sessionsToReseal(keyID: keyID, limit: limit, SQLiteWriter(connection: $0)) }
+    }
+
+    public func reseal(_ replaced: [(old: SealedSession, new: SealedSession)]) async throws(StoreError) -> Int {
+        try await runToCompletion { () async throws(StoreError) in
+            try await self.run("reseal") { try await DataLifecycle.reseal(replaced, SQLiteWriter(connection: $0)) }
         }
     }
 }

@@ -30,11 +30,17 @@
 /// traffic). Rows written before stay in `traffic_speed_buckets` and are
 /// still read, added to the row's own histogram.
 ///
+/// Version 5 seals the charging session id (RULES.md: charging data is
+/// stored encrypted): `sealed_session_id` holds it, sealed with the row's
+/// `key_id`, and `session_id` the pipeline's keyed reference of it, which
+/// keeps (vin, session_id) the idempotency key. Rows of earlier versions
+/// keep their id in the clear until `telematics keys rotate` seals them.
+///
 /// Version 2 also indexes the cross-vehicle reads of the `query` command:
 /// maintenance cases by service partner, traffic aggregates by minute.
 enum Schema {
     /// The version this code writes.
-    static let version = 4
+    static let version = 5
 
     /// Migrations of SQLite, by version (index 0 is version 1). A migration
     /// is never edited once released: existing databases ran it already.
@@ -128,6 +134,9 @@ enum Schema {
     ], [
         // Version 4: the speed histogram in the aggregate row (SpeedHistogram.packed).
         "ALTER TABLE traffic_aggregates ADD COLUMN speed_histogram BLOB",
+    ], [
+        // Version 5: the session id sealed; session_id holds its keyed reference.
+        "ALTER TABLE charge_sessions ADD COLUMN sealed_session_id BLOB",
     ]]
 
     /// Migrations of PostgreSQL, by version (index 0 is version 1).
@@ -218,6 +227,8 @@ enum Schema {
         "CREATE INDEX probes_t_ms ON probes (t_ms)",
     ], [
         "ALTER TABLE traffic_aggregates ADD COLUMN speed_histogram bigint[]",
+    ], [
+        "ALTER TABLE charge_sessions ADD COLUMN sealed_session_id bytea",
     ]]
 
     /// Tables counted by `stats()`, with the counting SQL.

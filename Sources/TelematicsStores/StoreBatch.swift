@@ -88,7 +88,10 @@ public struct TeleserviceCallRecord: Hashable, Sendable {
 public struct ChargeSessionRecord: Hashable, Sendable {
     /// The vehicle.
     public var vin: VIN
-    /// The vehicle's id of the session; (vin, sessionID) identifies it.
+    /// What identifies the session with the VIN: the pipeline's keyed
+    /// reference of the vehicle's session id (schema 5 on; the id itself is
+    /// in ``sealedSessionID``), or the id in the clear in rows written
+    /// before, until `telematics keys rotate` seals them.
     public var sessionID: String
     /// The message counter of the message that carried the session.
     public var sequence: UInt64
@@ -115,15 +118,18 @@ public struct ChargeSessionRecord: Hashable, Sendable {
     /// The encrypted position, or nil when there was none or the
     /// `charging_location` consent removed it.
     public var sealedPosition: [UInt8]?
-    /// Which key sealed the position (for key rotation), nil with no position.
+    /// Which key sealed the position and the session id (for key
+    /// rotation), nil when nothing is sealed.
     public var keyID: String?
+    /// The vehicle's session id, encrypted; nil in rows written before schema 5.
+    public var sealedSessionID: [UInt8]?
 
     /// A session from its parts.
     public init(
         vin: VIN, sessionID: String, sequence: UInt64, recordedAtMs: Int64, startedAtMs: Int64 = 0,
         endedAtMs: Int64 = 0, socStartPermille: UInt32 = 0, socEndPermille: UInt32 = 0, energyWh: UInt32 = 0,
         maxPowerW: UInt32 = 0, current: Int32 = 0, site: Int32 = 0, endReason: Int32 = 0,
-        sealedPosition: [UInt8]? = nil, keyID: String? = nil
+        sealedPosition: [UInt8]? = nil, keyID: String? = nil, sealedSessionID: [UInt8]? = nil
     ) {
         self.vin = vin
         self.sessionID = sessionID
@@ -140,6 +146,7 @@ public struct ChargeSessionRecord: Hashable, Sendable {
         self.endReason = endReason
         self.sealedPosition = sealedPosition
         self.keyID = keyID
+        self.sealedSessionID = sealedSessionID
     }
 }
 

@@ -63,6 +63,32 @@ public protocol TelematicsStore: Sendable {
     /// Row counts of every table.
     func stats() async throws(StoreError) -> StoreStats
 
+    /// Rows of `rule` that expired before `cutoffMs` (ms since the epoch):
+    /// what a retention dry run reports.
+    func countExpired(_ rule: RetentionRule, before cutoffMs: Int64) async throws(StoreError) -> Int
+
+    /// Deletes at most `limit` rows of `rule` that expired before `cutoffMs`,
+    /// adding them to the counter `retention.<rule>`, in one transaction;
+    /// returns how many. The retention job calls it until it returns less
+    /// than `limit`, so no transaction holds the store for long.
+    func sweep(_ rule: RetentionRule, before cutoffMs: Int64, limit: Int) async throws(StoreError) -> Int
+
+    /// Deletes everything stored of `vin` (its calls, cases and charge
+    /// sessions, and the probes and traffic memberships of `pseudonyms`, its
+    /// pseudonyms of the days raw points are kept) in one transaction, except
+    /// what RULES.md keeps, which the result names. Erasing again is safe.
+    func erase(_ vin: VIN, pseudonyms: [String]) async throws(StoreError) -> Erasure
+
+    /// Up to `limit` charge sessions to re-seal with the key `keyID`: those
+    /// sealed with another key, and those whose session id is not sealed
+    /// (written before schema 5).
+    func sessionsToReseal(keyID: String, limit: Int) async throws(StoreError) -> [SealedSession]
+
+    /// Writes each `new` session's sealed parts and reference over its `old`
+    /// row where the row still has `old`'s key, in one transaction; returns
+    /// how many were replaced.
+    func reseal(_ replaced: [(old: SealedSession, new: SealedSession)]) async throws(StoreError) -> Int
+
     /// Closes the connection. Later calls fail with a ``StoreError``.
     func close() async
 }

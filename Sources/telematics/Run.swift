@@ -8,6 +8,7 @@ import Prometheus
 import ServiceLifecycle
 import TelematicsKafka
 import TelematicsPipeline
+import TelematicsPrivacy
 import TelematicsStores
 import TelematicsWire
 
@@ -48,8 +49,12 @@ struct Run: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Store into PostgreSQL at this URL instead of SQLite.", valueName: "postgres://USER:PASSWORD@HOST:PORT/DB"))
     var postgres: String?
 
-    @Option(help: ArgumentHelp("Directory of the pseudonym and sealing keys (generated on first use, owner-only).", valueName: "DIR"))
-    var secrets = "data/secrets"
+    @OptionGroup var keys: KeyOptions
+
+    @OptionGroup var retention: RetentionOptions
+
+    @Option(name: .customLong("retention-every"), help: ArgumentHelp("How often the retention job runs inside the pipeline (first pass 5 minutes after start; 'off' to leave it to `telematics retention run`).", valueName: "DURATION"))
+    var retentionEvery = "1h"
 
     @Option(name: .customLong("exit-when-idle"), help: ArgumentHelp("Stop after this many seconds without new records, everything committed (batch runs, tests).", valueName: "SECONDS"))
     var exitWhenIdle: Double?
@@ -78,6 +83,9 @@ struct Run: AsyncParsableCommand {
     @Option(name: .customLong("agent"), help: ArgumentHelp("A call-centre agent who may acknowledge alerts, as name:token (repeatable). Without any, an agent 'agent' gets a token generated into the secrets directory.", valueName: "NAME:TOKEN"))
     var agents: [String] = []
 
+    @Option(name: .customLong("privacy-officer"), help: ArgumentHelp("Who may export or erase a vehicle's data through the console's API, as name:token (repeatable). Without any, an officer 'privacy' gets a token generated into the secrets directory.", valueName: "NAME:TOKEN"))
+    var privacyOfficers: [String] = []
+
     @Option(name: .customLong("escalate-after"), help: ArgumentHelp("Seconds an alert may stay unacknowledged before it is escalated.", valueName: "SECONDS"))
     var escalateAfter: Double = 60
 
@@ -94,7 +102,12 @@ struct Run: AsyncParsableCommand {
             ("brokers", kafka.brokers ?? ""),
             ("kafka-property", describeKafkaProperties(properties).replacingOccurrences(of: "\n", with: ";")),
             ("compression", kafka.compression.rawValue), ("group", group), ("sqlite", sqlite),
-            ("postgres", postgres.map { _ in "(set)" } ?? ""), ("secrets", secrets),
+            ("postgres", postgres.map { _ in "(set)" } ?? ""), ("secrets", keys.secrets),
+            ("pseudonym-key-file", keys.pseudonymKeyFile ?? ""),
+            ("charging-key", keys.chargingKeys.map { $0.split(separator: "=").first.map { "\($0)=(file)" } ?? "" }.joined(separator: ";")),
+            ("charging-key-id", keys.chargingKeyID ?? ""), ("retention", (try? retention.policy().description) ?? ""),
+            ("retention-every", retentionEvery),
+            ("privacy-officer", privacyOfficers.map { $0.split(separator: ":").first.map { "\($0):***" } ?? "" }.joined(separator: ";")),
             ("exit-when-idle", exitWhenIdle.map { "\($0)" } ?? ""), ("dict-dir", dictionaryDirectory ?? ""),
             ("batch-size", "\(batchSize)"), ("partitions", "\(partitions)"),
             ("simulate-rate", simulateRate.map { "\($0)" } ?? ""), ("simulate-vehicles", "\(simulateVehicles)"),
@@ -122,7 +135,8 @@ struct Run: AsyncParsableCommand {
         MetricsSystem.bootstrap(metricsFactory)
 
         let dictionaries = try dictionaryDirectory.map { try ZstdDictionaries(directory: $0) } ?? .none
-        let secrets = try PipelineSecrets.loadOrCreate(in: self.secrets) { logger.notice("\($0)") }
+        let secrets = try keys.load()
+        let policy = try retention.policy()
 
         // Kafka: the given cluster, or an embedded one with the WIRE.md topics.
         var embedded: EmbeddedKafkaCluster?
@@ -185,7 +199,8 @@ struct Run: AsyncParsableCommand {
         var services: [any Service] = [
             emergency,
             BulkLane(configuration: configuration, store: store, dictionaries: dictionaries, secrets: secrets, statistics: statistics, emergency: emergency),
-            EscalationService(desk: desk),
+            // Alerts past retention go with the retention job below.
+            EscalationService(desk: desk, purgeEvery: nil),
             RunDisplay(
                 statistics: statistics, emergency: emergency.statistics, duration: duration, exitWhenIdle: exitWhenIdle,
                 // The mock cluster keeps about 25,000 records per partition and
@@ -196,15 +211,25 @@ struct Run: AsyncParsableCommand {
             var consoleConfiguration = ConsoleConfiguration()
             try consoleConfiguration.setAddress(console)
             consoleConfiguration.agents = try agents.isEmpty
-                ? ConsoleConfiguration.agents(fromPairs: ["agent:" + Self.generatedAgentToken(in: self.secrets)])
+                ? ConsoleConfiguration.agents(fromPairs: ["agent:" + Self.generatedToken(in: keys.secrets, file: Self.agentTokenFile)])
                 : ConsoleConfiguration.agents(fromPairs: agents)
+            consoleConfiguration.privacyOfficers = try privacyOfficers.isEmpty
+                ? ConsoleConfiguration.agents(fromPairs: ["privacy:" + Self.generatedToken(in: keys.secrets, file: Self.privacyTokenFile)])
+                : ConsoleConfiguration.agents(fromPairs: privacyOfficers)
             let host = consoleConfiguration.host
             let announce = agents.isEmpty
-                ? " (agent 'agent', token in \((self.secrets as NSString).appendingPathComponent(Self.agentTokenFile)))" : ""
-            services.append(ConsoleServer(
+                ? " (agent 'agent', token in \((keys.secrets as NSString).appendingPathComponent(Self.agentTokenFile)))" : ""
+            var server = ConsoleServer(
                 desk: desk, configuration: consoleConfiguration, registry: registry,
                 ready: { statistics.snapshot.assignedPartitions > 0 },
-                onRunning: { port in logger.notice("call-centre console: http://\(host):\(port)/\(announce); metrics at /metrics") }))
+                onRunning: { port in logger.notice("call-centre console: http://\(host):\(port)/\(announce); metrics at /metrics") })
+            server.privacy = DataRights(store: store, alerts: alertStore, secrets: secrets, policy: policy, now: { wallClockMs() })
+            services.append(server)
+        }
+        if let every = try retentionInterval() {
+            let job = RetentionJob(store: store, alerts: alertStore, policy: policy, now: { wallClockMs() })
+            services.append(RetentionService(job: job, firstAfter: min(.seconds(300), every), interval: every))
+            logger.notice("retention: \(policy.description), every \(retentionEvery)")
         }
         let rate = simulateRate ?? (embedded != nil ? 2_000 : 0)
         if rate > 0 {
@@ -230,10 +255,22 @@ struct Run: AsyncParsableCommand {
     /// The file of the generated agent token, in the secrets directory.
     static let agentTokenFile = "console-agent-token"
 
-    /// The token of the default agent: read from the secrets directory, or
-    /// generated there (owner-only) on first use.
-    static func generatedAgentToken(in directory: String) throws -> String {
-        let path = (directory as NSString).appendingPathComponent(agentTokenFile)
+    /// The file of the generated privacy officer's token, in the secrets directory.
+    static let privacyTokenFile = "console-privacy-token"
+
+    /// The retention job's interval; nil when it is off.
+    func retentionInterval() throws -> Duration? {
+        if retentionEvery == "off" { return nil }
+        guard let ms = Duration.parseMs(retentionEvery), ms > 0 else {
+            throw ValidationError("--retention-every '\(retentionEvery)': a positive duration with a unit (s, m, h, d, w) or 'off'")
+        }
+        return .milliseconds(ms)
+    }
+
+    /// A default token (agent, privacy officer): read from `file` in the
+    /// secrets directory, or generated there (owner-only) on first use.
+    static func generatedToken(in directory: String, file: String) throws -> String {
+        let path = (directory as NSString).appendingPathComponent(file)
         if let existing = try? String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !existing.isEmpty {
             return existing
         }

@@ -22,6 +22,8 @@ enum RunSettings {
         ("postgres", false), ("secrets", false), ("exit-when-idle", false), ("dict-dir", false), ("batch-size", false),
         ("partitions", false), ("simulate-rate", false), ("simulate-vehicles", false), ("duration", false),
         ("console", false), ("agent", true), ("escalate-after", false), ("log-level", false),
+        ("pseudonym-key-file", false), ("charging-key", true), ("charging-key-id", false), ("retention", true),
+        ("retention-every", false), ("privacy-officer", true),
     ]
 
     /// A bad settings file or variable, named for the person who wrote it.

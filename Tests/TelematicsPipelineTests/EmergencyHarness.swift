@@ -242,5 +242,10 @@ final class DelayingStore: TelematicsStore, @unchecked Sendable {
     func maintenanceCases(partner: String?, openOnly: Bool, limit: Int) async throws(StoreError) -> [MaintenanceCase] { try await inner.maintenanceCases(partner: partner, openOnly: openOnly, limit: limit) }
     func trafficAggregates(sinceMinute: Int64, limit: Int) async throws(StoreError) -> [TrafficAggregate] { try await inner.trafficAggregates(sinceMinute: sinceMinute, limit: limit) }
     func counters() async throws(StoreError) -> [String: Int] { try await inner.counters() }
+    func countExpired(_ rule: RetentionRule, before cutoffMs: Int64) async throws(StoreError) -> Int { try await inner.countExpired(rule, before: cutoffMs) }
+    func sweep(_ rule: RetentionRule, before cutoffMs: Int64, limit: Int) async throws(StoreError) -> Int { try await inner.sweep(rule, before: cutoffMs, limit: limit) }
+    func erase(_ vin: VIN, pseudonyms: [String]) async throws(StoreError) -> Erasure { try await inner.erase(vin, pseudonyms: pseudonyms) }
+    func sessionsToReseal(keyID: String, limit: Int) async throws(StoreError) -> [SealedSession] { try await inner.sessionsToReseal(keyID: keyID, limit: limit) }
+    func reseal(_ replaced: [(old: SealedSession, new: SealedSession)]) async throws(StoreError) -> Int { try await inner.reseal(replaced) }
     func close() async { await inner.close() }
 }

@@ -65,11 +65,14 @@ struct PipelineRulesTests {
         try await h.produce([v.record(VehicleScript.session("cs-1")), v.record(VehicleScript.session("cs-1")), w.record(VehicleScript.session("cs-2"))])
         try await h.runLane(until: 3, store: store)
         let sessions = try await store.chargeSessions(v.vin)
-        #expect(sessions.map(\.sessionID) == ["cs-1"], "stored once per (VIN, session_id)")
+        // Stored once per (VIN, session_id), under the id's keyed reference, the id itself sealed.
+        let reference = SessionReferences(pseudonymKey: h.secrets.pseudonymKey).reference(vin: v.vin, sessionID: "cs-1")
+        #expect(sessions.map(\.sessionID) == [reference], "stored once per (VIN, session_id)")
         let sealed = try #require(sessions.first?.sealedPosition)
         #expect(!sealed.isEmpty)
         let sealer = PositionSealer(keyID: h.secrets.sealingKeyID, keys: h.secrets.sealingKeys)
-        #expect(try sealer.open(sealed, keyID: sessions[0].keyID!, vin: v.vin, sessionID: "cs-1") == Position(latE7: 556_761_000, lonE7: 125_683_000))
+        #expect(try sealer.open(sealed, keyID: sessions[0].keyID!, vin: v.vin, sessionID: reference) == Position(latE7: 556_761_000, lonE7: 125_683_000))
+        #expect(try sealer.openSessionID(sessions[0].sealedSessionID!, keyID: sessions[0].keyID!, vin: v.vin, reference: reference) == "cs-1")
         #expect(try await store.chargeSessions(w.vin).first?.sealedPosition == nil, "no location consent: no position")
         // Switching charging history off deletes the stored sessions; later sessions are dropped.
         try await h.produce([v.record(VehicleScript.consent(chargingHistory: false))])

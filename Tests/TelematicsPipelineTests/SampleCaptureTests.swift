@@ -48,6 +48,7 @@ struct SampleCaptureTests {
         let index = Dictionary(uniqueKeysWithValues: expected.map { ("\($0["vin"]!)/\(int($0["sequence"])!)", $0) })
         let vins = Set(expected.map { $0["vin"] as! String }).compactMap(VIN.init)
         let sealer = PositionSealer(keyID: h.secrets.sealingKeyID, keys: h.secrets.sealingKeys)
+        let references = SessionReferences(pseudonymKey: h.secrets.pseudonymKey)
         var checkedCalls = 0, checkedSessions = 0
         for vin in vins {
             for call in try await store.teleserviceCalls(vin) {
@@ -65,7 +66,9 @@ struct SampleCaptureTests {
             }
             for session in try await store.chargeSessions(vin) {
                 let body = try #require(index["\(vin)/\(session.sequence)"]?["body"] as? [String: Any])
-                #expect(body["session_id"] as? String == session.sessionID)
+                let sessionID = try sealer.openSessionID(try #require(session.sealedSessionID), keyID: try #require(session.keyID), vin: vin, reference: session.sessionID)
+                #expect(body["session_id"] as? String == sessionID)
+                #expect(session.sessionID == references.reference(vin: vin, sessionID: sessionID), "keyed by the id's reference")
                 #expect(int(body["energy_wh"]) == Int64(session.energyWh))
                 #expect(int(body["started_at_ms"]) == session.startedAtMs && int(body["ended_at_ms"]) == session.endedAtMs)
                 #expect(int(body["soc_end_permille"]) == Int64(session.socEndPermille))

@@ -1,5 +1,6 @@
 import Foundation
 import TelematicsStores
+import TelematicsTestSupport
 import TelematicsWire
 import Testing
 
