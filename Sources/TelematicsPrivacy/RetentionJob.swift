@@ -88,7 +88,7 @@ public struct RetentionJob: Sendable {
             if period == .hvAlerts, let alerts {
                 let rows = dryRun
                     ? try await alerts.countAlerts(recordedBeforeMs: cutoff)
-                    : try await alerts.deleteAlerts(recordedBeforeMs: cutoff)
+                    : try await alerts.deleteAlerts(recordedBeforeMs: cutoff, batch: batchSize)
                 let line = RetentionReport.Line(store: "alerts", rule: period.rawValue, period: period, cutoffMs: cutoff, rows: rows)
                 report.lines.append(line)
                 progress?(line)

@@ -104,9 +104,10 @@ public protocol AlertStore: Sendable {
     func alerts(openOnly: Bool, priority: String?, limit: Int) async throws(StoreError) -> [AlertRecord]
     /// Open alerts, not escalated yet, first received strictly before `receivedBeforeMs`, oldest first.
     func unacknowledgedOlderThan(receivedBeforeMs: Int64) async throws(StoreError) -> [AlertRecord]
-    /// Deletes the alerts whose event was recorded strictly before
-    /// `recordedBeforeMs` (retention); how many.
-    func deleteAlerts(recordedBeforeMs: Int64) async throws(StoreError) -> Int
+    /// Deletes at most `limit` of the alerts whose event was recorded
+    /// strictly before `recordedBeforeMs` (retention), in one short
+    /// transaction, so alerts arriving meanwhile wait little; how many.
+    func deleteAlerts(recordedBeforeMs: Int64, limit: Int) async throws(StoreError) -> Int
     /// Closes the connection; later calls fail.
     /// Alerts of recorded before `recordedBeforeMs` (what retention would delete).
     func countAlerts(recordedBeforeMs: Int64) async throws(StoreError) -> Int
@@ -162,6 +163,17 @@ enum AlertRows {
 }
 
 extension AlertStore {
+    /// Deletes every alert recorded before `recordedBeforeMs`, in
+    /// transactions of at most `batch` alerts; how many.
+    public func deleteAlerts(recordedBeforeMs: Int64, batch: Int = 2_000) async throws(StoreError) -> Int {
+        var total = 0
+        while true {
+            let deleted = try await deleteAlerts(recordedBeforeMs: recordedBeforeMs, limit: batch)
+            total += deleted
+            if deleted < batch { return total }
+        }
+    }
+
     /// Stores a received alert: inserts it, updates the stored one with a
     /// newer repeat (keeping acknowledgement and escalation), or leaves it
     /// alone for a repeat with the same or an older sequence.

@@ -312,18 +312,17 @@ public actor PostgresAlertStore: AlertStore {
         return (result[0], result[1])
     }
 
-    public func deleteAlerts(recordedBeforeMs: Int64) async throws(StoreError) -> Int {
+    public func deleteAlerts(recordedBeforeMs: Int64, limit: Int) async throws(StoreError) -> Int {
         try await run("deleteAlerts") { session in
             var binds = PostgresBindings()
             binds.append(recordedBeforeMs)
-            var n = 0
-            for try await _ in try await session.connection.query(
-                PostgresQuery(unsafeSQL: "DELETE FROM callcentre_alerts WHERE recorded_at_ms < $1 RETURNING id", binds: binds),
-                logger: session.logger)
-            {
-                n += 1
-            }
-            return n
+            binds.append(Int64(max(1, limit)))
+            return try await session.count(
+                """
+                WITH d AS (DELETE FROM callcentre_alerts WHERE id IN
+                    (SELECT id FROM callcentre_alerts WHERE recorded_at_ms < $1 LIMIT $2) RETURNING id)
+                SELECT count(*) FROM d
+                """, binds)
         }
     }
 

@@ -220,10 +220,13 @@ public actor SQLiteAlertStore: AlertStore {
         }
     }
 
-    public func deleteAlerts(recordedBeforeMs: Int64) async throws(StoreError) -> Int {
+    public func deleteAlerts(recordedBeforeMs: Int64, limit: Int) async throws(StoreError) -> Int {
         try await transaction("deleteAlerts") { connection in
             try await connection.query(
-                "DELETE FROM callcentre_alerts WHERE recorded_at_ms < ? RETURNING id", [.int(recordedBeforeMs)]
+                """
+                DELETE FROM callcentre_alerts WHERE id IN
+                    (SELECT id FROM callcentre_alerts WHERE recorded_at_ms < ? LIMIT ?) RETURNING id
+                """, [.int(recordedBeforeMs), .integer(max(1, limit))]
             ).count
         }
     }

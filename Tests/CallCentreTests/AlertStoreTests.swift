@@ -136,4 +136,16 @@ struct AlertStoreTests {
             #expect(try await store.deleteAlerts(recordedBeforeMs: 9_000) == 0)
         }
     }
+
+    @Test("retention deletes in bounded transactions: at most the limit each, all of them in batches", arguments: AlertStoreKind.allCases)
+    func retentionBatches(kind: AlertStoreKind) async throws {
+        try await withAlertStore(kind) { made in
+            let store = made.store
+            for i in 0..<7 { _ = try await store.upsert(Sample.hvWarn(event: "old-\(i)", recordedAtMs: 1_000), receivedAtMs: 1_000) }
+            #expect(try await store.countAlerts(recordedBeforeMs: 2_000) == 7)
+            #expect(try await store.deleteAlerts(recordedBeforeMs: 2_000, limit: 3) == 3)
+            #expect(try await store.deleteAlerts(recordedBeforeMs: 2_000, batch: 2) == 4)
+            #expect(try await store.countAlerts(recordedBeforeMs: 2_000) == 0)
+        }
+    }
 }
