@@ -35,6 +35,8 @@
 /// `key_id`, and `session_id` the pipeline's keyed reference of it, which
 /// keeps (vin, session_id) the idempotency key. Rows of earlier versions
 /// keep their id in the clear until `telematics keys rotate` seals them.
+/// It also indexes what retention deletes by time (sessions by end, calls by
+/// time, closed cases by closing); raw probes and aggregates had theirs.
 ///
 /// Version 2 also indexes the cross-vehicle reads of the `query` command:
 /// maintenance cases by service partner, traffic aggregates by minute.
@@ -137,6 +139,10 @@ enum Schema {
     ], [
         // Version 5: the session id sealed; session_id holds its keyed reference.
         "ALTER TABLE charge_sessions ADD COLUMN sealed_session_id BLOB",
+        // Retention finds expired personal data by time without a scan.
+        "CREATE INDEX charge_sessions_ended ON charge_sessions (ended_at_ms)",
+        "CREATE INDEX teleservice_calls_recorded ON teleservice_calls (recorded_at_ms)",
+        "CREATE INDEX maintenance_cases_closed ON maintenance_cases (closed_at_ms) WHERE state = 'closed'",
     ]]
 
     /// Migrations of PostgreSQL, by version (index 0 is version 1).
@@ -229,6 +235,9 @@ enum Schema {
         "ALTER TABLE traffic_aggregates ADD COLUMN speed_histogram bigint[]",
     ], [
         "ALTER TABLE charge_sessions ADD COLUMN sealed_session_id bytea",
+        "CREATE INDEX charge_sessions_ended ON charge_sessions (ended_at_ms)",
+        "CREATE INDEX teleservice_calls_recorded ON teleservice_calls (recorded_at_ms)",
+        "CREATE INDEX maintenance_cases_closed ON maintenance_cases (closed_at_ms) WHERE state = 'closed'",
     ]]
 
     /// Tables counted by `stats()`, with the counting SQL.

@@ -189,6 +189,11 @@ public actor TestPostgres {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else of this process: a server (or its watchdog) holding the
+        // write end of another test's pipe would keep that test's read from
+        // ever reaching end of file.
+        // (glibc 2.34+: posix_spawn_file_actions_addclosefrom_np, which Swift does not import.)
+        if let closeFrom = closeFrom { _ = closeFrom(&actions, 3) }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -200,6 +205,10 @@ public actor TestPostgres {
         guard posix_spawn(&pid, arguments[0], &actions, &attributes, &argv, environ) == 0 else { return nil }
         return pid
     }
+
+    private typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    private static let closeFrom: CloseFrom? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np")
+        .map { unsafeBitCast($0, to: CloseFrom.self) }
 
     /// Runs a command to completion (output in `log`); its exit status, -1 if it could not run.
     private static func run(_ arguments: [String], log: String) -> Int32 {
