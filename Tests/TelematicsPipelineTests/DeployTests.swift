@@ -19,7 +19,7 @@ private func documents(_ url: URL) throws -> [Any] {
     try Yams.load_all(yaml: String(contentsOf: url, encoding: .utf8)).compactMap { $0 }
 }
 
-/// A tool installed by Deploy/setup.sh (Tests/Fixtures/tools/requirements.txt), run to completion.
+/// A tool installed by Deploy/setup.sh (Deploy/tools-requirements.txt), run to completion.
 private func tool(_ name: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -36,7 +36,7 @@ private func tool(_ name: String, _ arguments: [String]) throws -> (status: Int3
 /// Fails the test (never skips it) when `name` is not on PATH: CI installs it.
 private func requireTool(_ name: String) throws {
     let found = try tool("sh", ["-c", "command -v \(name)"]).status == 0
-    try #require(found, "\(name) is not installed: run Deploy/setup.sh (it comes from Tests/Fixtures/tools/requirements.txt)")
+    try #require(found, "\(name) is not installed: run Deploy/setup.sh (it installs Deploy/tools-requirements.txt)")
 }
 
 private extension Dictionary where Key == String, Value == Any {
