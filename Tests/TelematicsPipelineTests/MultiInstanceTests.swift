@@ -121,7 +121,7 @@ struct MultiInstanceTests {
         // SIGKILL the first member once the group is storing: no drain, no
         // commit, its partitions held until its session times out.
         let observer = try await PostgresStore(url: shared)
-        let deadline = Date().addingTimeInterval(60)
+        let deadline = Date().addingTimeInterval(120)
         while try await observer.stats().teleserviceCalls == 0 && Date() < deadline {
             try await Task.sleep(for: .milliseconds(50))
         }
