@@ -382,16 +382,31 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// every other call throws afterwards. Batches still held stay valid:
     /// the client is destroyed once the consumer and the last of them are
     /// released (librdkafka cannot destroy it earlier).
-    public func close() async {
+    ///
+    /// Returns after `timeout` at the latest, recording an error: librdkafka
+    /// 2.0.2's close was seen to hang in the revoke's unassign when members
+    /// left during a rebalance (the multi-instance test, once). Whoever
+    /// closes has committed what it finished before, so a shutdown may go on;
+    /// the group notices the member gone at its session timeout.
+    public func close(timeout: Duration = .seconds(20)) async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let rk = SendableHandle(handle)
-        let done: Void = await withCheckedContinuation { continuation in
+        let finished = Atomic<Bool>(false)
+        let state = self.state
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let once = OnceResumer(continuation)
             pollThread.submit {
                 rd_kafka_consumer_close(rk.raw)
-                continuation.resume()
+                finished.store(true, ordering: .releasing)
+                once.resume()
+            }
+            let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+            DispatchQueue.global().asyncAfter(deadline: .now() + seconds) {
+                guard !finished.load(ordering: .acquiring) else { return }
+                state.record(KafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT, context: "consumer close did not finish within \(timeout); left behind"))
+                once.resume()
             }
         }
-        _ = done
     }
 }
 
@@ -426,5 +441,17 @@ func commitError(_ err: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kaf
 func partitionErrors(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> [(KafkaTopicPartition, rd_kafka_resp_err_t)] {
     UnsafeBufferPointer(start: list.pointee.elems, count: Int(list.pointee.cnt)).compactMap {
         $0.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : (KafkaTopicPartition(topic: String(cString: $0.topic), partition: $0.partition), $0.err)
+    }
+}
+
+/// Resumes a continuation once, whichever of several callers comes first.
+final class OnceResumer: Sendable {
+    private let continuation: Mutex<CheckedContinuation<Void, Never>?>
+    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = Mutex(continuation) }
+    func resume() {
+        continuation.withLock { c in
+            c?.resume()
+            c = nil
+        }
     }
 }
