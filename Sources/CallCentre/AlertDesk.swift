@@ -30,6 +30,8 @@ public actor AlertDesk {
     private var nextSubscriber = 0
     /// Escalated alerts whose publish failed, to try again.
     private var unpublished: [AlertRecord] = []
+    /// What subscribers were last told of each recently changed alert (``followStore(windowMs:)``).
+    private var shown: [String: Shown] = [:]
 
     /// A desk over `store`.
     ///
@@ -139,7 +141,7 @@ public actor AlertDesk {
         return escalated
     }
 
-    /// Runs ``escalateDue()`` every `interval`, and ``purge(olderThanMs:)``
+    /// Runs ``escalateDue()`` and ``followStore(windowMs:)`` every `interval`, and ``purge(olderThanMs:)``
     /// (six months) at start and every `purgeInterval` (never when nil: a
     /// retention job of its own deletes them), until the task is cancelled
     /// (or, inside a service group, shut down gracefully).
@@ -147,6 +149,7 @@ public actor AlertDesk {
         var lastPurge: ContinuousClock.Instant?
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             await escalateDue()
+            await followStore()
             // Retention runs with escalation: at start, then every purgeInterval.
             if let purgeInterval, lastPurge.map({ ContinuousClock.now - $0 >= purgeInterval }) ?? true {
                 lastPurge = .now
@@ -195,7 +198,50 @@ public actor AlertDesk {
     }
 
     private func notify(_ record: AlertRecord) {
+        shown[record.id] = Shown(record)
         for continuation in subscribers.values { continuation.yield(record) }
+    }
+
+    /// The state of an alert last told to subscribers.
+    private struct Shown: Equatable {
+        var updates: Int
+        var acknowledgedAtMs: Int64?
+        var escalatedAtMs: Int64?
+        /// When it last changed, for forgetting.
+        var changedAtMs: Int64
+        init(_ r: AlertRecord) {
+            updates = r.updates
+            acknowledgedAtMs = r.acknowledgedAtMs
+            escalatedAtMs = r.escalatedAtMs
+            changedAtMs = max(r.updatedAtMs, r.acknowledgedAtMs ?? 0, r.escalatedAtMs ?? 0)
+        }
+        func same(as other: Shown) -> Bool {
+            updates == other.updates && acknowledgedAtMs == other.acknowledgedAtMs && escalatedAtMs == other.escalatedAtMs
+        }
+    }
+
+    /// Tells subscribers what other desks sharing the store changed (several
+    /// pipeline instances on one PostgreSQL: each desk receives the alerts
+    /// of its own partitions, and every console must show them all): the
+    /// alerts changed in the last `windowMs` (a margin for clocks and commit
+    /// delays) that this desk has not shown in that state. Runs with
+    /// escalation, every second. How many it told.
+    @discardableResult
+    public func followStore(windowMs: Int64 = 10_000) async -> Int {
+        let since = clock() - windowMs
+        var told = 0
+        do {
+            for record in try await store.alerts(changedSinceMs: since, limit: 1_000) {
+                if let seen = shown[record.id], seen.same(as: Shown(record)) { continue }
+                notify(record)
+                told += 1
+            }
+        } catch {
+            logger.error("cannot read other desks' alert changes", metadata: ["error": "\(error)"])
+        }
+        // Forget what is older than the window: it will not be read again.
+        shown = shown.filter { $0.value.changedAtMs >= since - windowMs }
+        return told
     }
 }
 

@@ -109,7 +109,11 @@ public protocol AlertStore: Sendable {
     /// transaction, so alerts arriving meanwhile wait little; how many.
     func deleteAlerts(recordedBeforeMs: Int64, limit: Int) async throws(StoreError) -> Int
     /// Closes the connection; later calls fail.
-    /// Alerts of recorded before `recordedBeforeMs` (what retention would delete).
+    /// Alerts received, updated, acknowledged or escalated at or after
+    /// `sinceMs` (by any instance sharing the store), oldest change first,
+    /// at most `limit`: what a desk shows that another desk changed.
+    func alerts(changedSinceMs sinceMs: Int64, limit: Int) async throws(StoreError) -> [AlertRecord]
+    /// Alerts recorded before `recordedBeforeMs` (what retention would delete).
     func countAlerts(recordedBeforeMs: Int64) async throws(StoreError) -> Int
     /// Every alert of one vehicle, newest first (data-subject export).
     func alerts(vin: String) async throws(StoreError) -> [AlertRecord]
@@ -126,6 +130,14 @@ enum AlertRows {
 
     /// The ORDER BY of listings: P0 before P1, newest first.
     static let listingOrder = "ORDER BY priority, received_at_ms DESC, id"
+
+    /// Rows changed at or after the first bind (`$1` or `?1`).
+    static func changedSince(_ p: String) -> String {
+        "updated_at_ms >= \(p) OR acknowledged_at_ms >= \(p) OR escalated_at_ms >= \(p)"
+    }
+
+    /// The latest change of a row, for ordering.
+    static let lastChange = "max(updated_at_ms, coalesce(acknowledged_at_ms, 0), coalesce(escalated_at_ms, 0))"
 
     /// The `LIKE` pattern of a vehicle's alert ids (`VIN/...`); VIN
     /// characters are never LIKE wildcards.

@@ -282,6 +282,17 @@ public actor PostgresAlertStore: AlertStore {
         }
     }
 
+    public func alerts(changedSinceMs sinceMs: Int64, limit: Int) async throws(StoreError) -> [AlertRecord] {
+        try await run("alerts") { session in
+            var binds = PostgresBindings()
+            binds.append(sinceMs)
+            binds.append(Int64(max(0, limit)))
+            return try await session.records(
+                "SELECT \(AlertRows.columns) FROM callcentre_alerts WHERE \(AlertRows.changedSince("$1")) ORDER BY greatest(updated_at_ms, acknowledged_at_ms, escalated_at_ms), id LIMIT $2",
+                binds)
+        }
+    }
+
     public func countAlerts(recordedBeforeMs: Int64) async throws(StoreError) -> Int {
         try await run("countAlerts") { session in
             var binds = PostgresBindings()

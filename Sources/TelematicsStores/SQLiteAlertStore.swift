@@ -231,6 +231,15 @@ public actor SQLiteAlertStore: AlertStore {
         }
     }
 
+    public func alerts(changedSinceMs sinceMs: Int64, limit: Int) async throws(StoreError) -> [AlertRecord] {
+        try await run("alerts") { connection in
+            try await connection.query(
+                "SELECT \(AlertRows.columns) FROM callcentre_alerts WHERE \(AlertRows.changedSince("?1")) ORDER BY \(AlertRows.lastChange), id LIMIT ?2",
+                [.int(sinceMs), .integer(max(0, limit))]
+            ).map(Self.record)
+        }
+    }
+
     public func countAlerts(recordedBeforeMs: Int64) async throws(StoreError) -> Int {
         try await run("countAlerts") { connection in
             Int(try SQLiteRowReader(try await connection.query(

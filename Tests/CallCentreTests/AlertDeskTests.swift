@@ -19,6 +19,32 @@ struct AlertDeskTests {
         }
     }
 
+    @Test("desks sharing a store (several pipeline instances) show each other's alerts and acknowledgements, each change once", arguments: AlertStoreKind.allCases)
+    func sharedStoreFeed(kind: AlertStoreKind) async throws {
+        try await withAlertStore(kind) { made in
+            let clock = ManualClock()
+            let mine = AlertDesk(store: made.store, clock: clock.closure, publish: { _ in })
+            let other = AlertDesk(store: made.store, clock: clock.closure, publish: { _ in })
+            let feed = await mine.updates()
+            var events = feed.makeAsyncIterator()
+            // The other instance receives an alert: this desk shows it at its next look, once.
+            let id = try await other.receive(Sample.hvWarn(event: "shared")).record.id
+            clock.advance(by: 1_000)
+            #expect(await mine.followStore() == 1)
+            #expect(await mine.followStore() == 0, "a change is shown once")
+            let first = await events.next()
+            #expect(first?.id == id && first?.isOpen == true)
+            // Acknowledged there: shown here too.
+            _ = try await other.acknowledge(id: id, by: "anna")
+            #expect(await mine.followStore() == 1)
+            #expect(await events.next()?.acknowledgedBy == "anna")
+            // What this desk changes itself is shown once, not again by the follow.
+            _ = try await mine.receive(Sample.hvWarn(event: "local"))
+            #expect(await events.next()?.alert.eventID == "local")
+            #expect(await mine.followStore() == 0)
+        }
+    }
+
     @Test("a repeat of an alert updates it and does not page twice")
     func deduplication() async throws {
         try await withDesk { desk, clock in
