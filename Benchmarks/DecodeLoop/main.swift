@@ -11,7 +11,7 @@
 // --kind (1-5 or a canonical name such as rtti_probe) decodes only that
 // kind's records (the others are skipped before decoding), which is how
 // Benchmarks/run.sh counts instructions per record and kind under
-// callgrind (`--toggle-collect='*decodePass*'`).
+// callgrind (`--toggle-collect='*timedPass*'`).
 //
 // Prints {"records":N,"decoded":D,"valid":V,"rejected":R,"seconds":S,
 // "records_per_second":X,"repeat":P}; seconds is the best pass, and
@@ -71,7 +71,7 @@ struct PassResult {
 /// One pass over the capture in memory. Not inlined, so callgrind can collect
 /// exactly this function (and what it calls) by name.
 @inline(never)
-func decodePass(_ data: UnsafeRawBufferPointer, _ decoder: RecordDecoder, kind: UInt8?) -> PassResult {
+func timedPass(_ data: UnsafeRawBufferPointer, _ decoder: RecordDecoder, kind: UInt8?) -> PassResult {
     var result = PassResult()
     var offset = 0
     while offset + 4 <= data.count {
@@ -107,7 +107,7 @@ var last = PassResult()
 contents.withUnsafeBytes { data in
     for _ in 0..<options.repeatCount {
         let start = DispatchTime.now().uptimeNanoseconds
-        last = decodePass(data, decoder, kind: options.kind?.rawValue)
+        last = timedPass(data, decoder, kind: options.kind?.rawValue)
         best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
     }
 }
