@@ -14,8 +14,9 @@ if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 # postgresql: server binaries (initdb, pg_ctl) for the PostgreSQL store tests,
 # which start a throwaway server of their own; sqlite3: the tests read the
 # SQLite files as an outsider would; chromium: the call-centre console test
-# drives the page in a headless browser.
-APT_PACKAGES=(librdkafka-dev libzstd-dev kcat pkg-config python3-pip postgresql sqlite3 chromium)
+# drives the page in a headless browser; valgrind: the benchmark gate counts
+# instructions per record with callgrind (Benchmarks/run.sh --gate).
+APT_PACKAGES=(librdkafka-dev libzstd-dev kcat pkg-config python3-pip postgresql sqlite3 chromium valgrind)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
