@@ -58,6 +58,7 @@ SHARED="$ROOT/../shared"
 DICTS="$SHARED/vectors/dicts"
 [[ -d "$DICTS" ]] || DICTS="$ROOT/Tests/Fixtures/vectors/dicts"
 TMGEN="${TMGEN:-$SHARED/tools/tmgen.py}"
+[[ -f "$TMGEN" ]] || TMGEN="$ROOT/Tests/Fixtures/tools/tmgen.py"  # a clean clone (CI) has the fixtures' copy
 CAPTURE="$DATA_DIR/big-$RECORDS.tmcap"
 BIN="$ROOT/$SCRATCH/release/telematics"
 LOOP="$ROOT/$SCRATCH/release/decode-loop"
