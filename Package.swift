@@ -206,5 +206,13 @@ let package = Package(
             path: "Benchmarks/WireDecode",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // Our decoder timed like the zstd-only C peer (capture in memory, one
+        // loop): the decode ratios of the CI gate, and instructions per record
+        // under callgrind. Needs only TelematicsWire, so the gate builds little.
+        .executableTarget(
+            name: "decode-loop",
+            dependencies: ["TelematicsWire"],
+            path: "Benchmarks/DecodeLoop"
+        ),
     ]
 )

@@ -7,7 +7,8 @@
 # Benchmarks/report/pipeline.md and pipeline.json (git-ignored).
 #
 #   Benchmarks/pipeline-vs-kcat.sh [--records N] [--runs R] [--postgres] [--no-build] [--foundation]
-#   (env RECORDS default 300000, RUNS default 1, DATA_DIR default Benchmarks/data)
+#   (env RECORDS default 300000, RUNS default 1, DATA_DIR default Benchmarks/data,
+#    SCRATCH: the build folder, default .build-bench)
 # --foundation uses the foundation issue's capture instead of simulated
 # records: `tmgen.py capture --records 1000000 --vehicles 20000` (made once,
 # as decode-vs-peers.sh makes it), compressed partly with dictionary 4242.
@@ -36,7 +37,7 @@ while [[ $# -gt 0 ]]; do
     --postgres) POSTGRES=1; shift ;;
     --no-build) SKIP_BUILD=1; shift ;;
     --foundation) FOUNDATION=1; RECORDS=1000000; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
 done
@@ -44,10 +45,11 @@ log() { echo "== $*" >&2; }
 die() { echo "error: $*" >&2; exit 1; }
 
 mkdir -p "$DATA_DIR" "$ROOT/Benchmarks/report"
-BIN="$ROOT/.build-bench/release/telematics"
+SCRATCH="${SCRATCH:-.build-bench}"
+BIN="$ROOT/$SCRATCH/release/telematics"
 if [[ "$SKIP_BUILD" == 0 ]]; then
-  log "building telematics (release, .build-bench)"
-  (cd "$ROOT" && swift build -c release --product telematics --scratch-path .build-bench >&2)
+  log "building telematics (release, $SCRATCH)"
+  (cd "$ROOT" && swift build -c release --product telematics --scratch-path "$SCRATCH" >&2)
 fi
 [[ -x "$BIN" ]] || die "no $BIN"
 command -v kcat >/dev/null || die "kcat is not installed (Deploy/setup.sh installs it)"

@@ -14,8 +14,9 @@ if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 # postgresql: server binaries (initdb, pg_ctl) for the PostgreSQL store tests,
 # which start a throwaway server of their own; sqlite3: the tests read the
 # SQLite files as an outsider would; chromium: the call-centre console test
-# drives the page in a headless browser.
-APT_PACKAGES=(librdkafka-dev libzstd-dev kcat pkg-config python3-pip postgresql sqlite3 chromium)
+# drives the page in a headless browser; valgrind: the benchmark gate counts
+# instructions per record with callgrind (Benchmarks/run.sh --gate).
+APT_PACKAGES=(librdkafka-dev libzstd-dev kcat pkg-config python3-pip postgresql sqlite3 chromium valgrind)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,15 +27,19 @@ if (( ${#missing[@]} )); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python test and benchmark tools: every line of requirements.txt, installed
-# only when pip finds one missing (a dry run is cheap; installs are not).
-REQS="$ROOT/Tests/Fixtures/tools/requirements.txt"
-if python3 -m pip install --dry-run --disable-pip-version-check -r "$REQS" 2>/dev/null | grep -q "Would install" \
-   || ! python3 -c "import zstandard" 2>/dev/null; then
-  echo "setup: installing Python test tools" >&2
-  python3 -m pip install -q --disable-pip-version-check -r "$REQS" \
-    || python3 -m pip install -q --disable-pip-version-check --break-system-packages -r "$REQS"
-fi
+# Python tools, installed only when pip finds one missing (a dry run is
+# cheap; installs are not):
+#   - Tests/Fixtures/tools/requirements.txt: the reference decoder tmgen.py
+#     (a copy of ../shared's, which a test compares);
+#   - Deploy/tools-requirements.txt: kubernetes-validate and hadolint for the
+#     deployment checks of the tests, matplotlib for the benchmark report.
+for REQS in "$ROOT/Tests/Fixtures/tools/requirements.txt" "$ROOT/Deploy/tools-requirements.txt"; do
+  if python3 -m pip install --dry-run --disable-pip-version-check -r "$REQS" 2>/dev/null | grep -q "Would install"; then
+    echo "setup: installing the Python tools of ${REQS#$ROOT/}" >&2
+    python3 -m pip install -q --disable-pip-version-check -r "$REQS" \
+      || python3 -m pip install -q --disable-pip-version-check --break-system-packages -r "$REQS"
+  fi
+done
 
 if ! command -v swift >/dev/null; then
   if [[ -x /opt/swift/usr/bin/swift ]]; then
@@ -45,13 +50,3 @@ if ! command -v swift >/dev/null; then
   fi
 fi
 echo "setup: ready" >&2
-
-# The deployment checks of the tests (DeployTests): kubernetes-validate (the
-# Kubernetes schemas, offline) and hadolint (the Dockerfile), from PyPI. Kept
-# apart from Tests/Fixtures/tools/requirements.txt, a copy of ../shared's.
-DEPLOY_REQS="$ROOT/Deploy/tools-requirements.txt"
-if ! command -v kubernetes-validate >/dev/null || ! command -v hadolint >/dev/null; then
-  echo "setup: installing the deployment check tools" >&2
-  python3 -m pip install -q --disable-pip-version-check -r "$DEPLOY_REQS" \
-    || python3 -m pip install -q --disable-pip-version-check --break-system-packages -r "$DEPLOY_REQS"
-fi
