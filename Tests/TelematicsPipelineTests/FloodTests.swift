@@ -3,6 +3,7 @@ import Testing
 import TelematicsKafka
 import TelematicsPipeline
 import TelematicsStores
+import TelematicsTestSupport
 import TelematicsWire
 
 /// Hostile floods through the real bulk lane (embedded cluster, SQLite
@@ -189,7 +190,7 @@ enum HostileRecords {
             // zstd bombs: 64 MiB of zeros declaring its size, and 128 MiB of
             // RLE blocks without a declared size.
             Sample(record: withBody(compressor.compress([UInt8](repeating: 0, count: 64 << 20)), compressed: true), code: .decompressFailed),
-            Sample(record: withBody(rleBombWithoutContentSize(blocks: 1_024), compressed: true), code: .decompressFailed),
+            Sample(record: withBody(ZstdFrames.rleBomb(blocks: 1_024), compressed: true), code: .decompressFailed),
             // One byte over 1 MiB of valid protobuf (a string field).
             Sample(record: withBody(compressor.compress(lengthDelimited(field: 9, count: maximumBodySize + 1)), compressed: true), code: .decompressFailed),
             Sample(record: withBody([0x0B], compressed: false), code: .badProtobuf),
@@ -198,20 +199,6 @@ enum HostileRecords {
             Sample(record: withBody([0x0A, 0x00], compressed: false, kind: MessageKind.consentState.rawValue), code: .badField),
             Sample(record: withBody([0x3A, 0x02, 0xC3, 0x28], compressed: false, kind: MessageKind.teleserviceCall.rawValue), code: .badField),
         ]
-    }
-
-    /// A zstd frame with no content size in its header, made of `blocks` RLE
-    /// blocks of 128 KiB zeros each: 4 bytes that expand to 128 KiB.
-    static func rleBombWithoutContentSize(blocks: Int) -> [UInt8] {
-        var frame: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD]
-        frame.append(0x00)  // descriptor: no content size, not single-segment, no checksum, no dictionary
-        frame.append(0x38)  // window descriptor: 2^(10+7) = 128 KiB
-        for i in 0..<blocks {
-            let last: UInt32 = i == blocks - 1 ? 1 : 0
-            let header = last | (1 << 1) | (UInt32(128 << 10) << 3)  // RLE block of 128 KiB
-            frame += [UInt8(header & 0xFF), UInt8(header >> 8 & 0xFF), UInt8(header >> 16 & 0xFF), 0x00]
-        }
-        return frame
     }
 
     /// A protobuf body of one length-delimited field holding `count` bytes in total.
