@@ -158,7 +158,7 @@ struct ConsoleAbuseTests {
                             slowest = max(slowest, ContinuousClock.now - t0)
                             #expect(answer.hasPrefix("HTTP/1.1 200"), "\(path) with \(clients) streams open")
                         }
-                        #expect(slowest < .seconds(2), "slowest answer \(slowest) with \(clients) streams open")
+                        #expect(slowest < .seconds(5), "slowest answer \(slowest) with \(clients) streams open")
                         let t0 = ContinuousClock.now
                         _ = try await desk.receive(Sample.hvWarn(vin: liveVIN, event: "live"))
                         try await group.waitForAll()
