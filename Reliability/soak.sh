@@ -117,6 +117,8 @@ status=0; wait "$pid" || status=$?
 pid=""
 echo "soak: telematics run exited with status $status (log: $work/run.log)" >&2
 tail -5 "$work/run.log" >&2 || true
-wait "$simulator" || true; simulator=""
+# The simulator counts simulated seconds: when it fell behind it is still
+# sending; the soak is over.
+kill -TERM "$simulator" 2>/dev/null || true; wait "$simulator" || true; simulator=""
 
 python3 Reliability/soak_report.py "$csv" --rate "$rate" --run-status "$status"
