@@ -16,7 +16,8 @@ import TelematicsStores
 /// - `GET /api/alerts?open=true&priority=P0&limit=N`: alerts, P0 before P1, newest first.
 /// - `GET /api/alerts/{vin}/{event}`: one alert (its id is `vin/event`).
 /// - `POST /api/alerts/{vin}/{event}/ack`: acknowledges it as the agent of
-///   the bearer token; 401 without a known token.
+///   the bearer token; 401 without a known token; a body, if sent, must be a
+///   JSON object (400 otherwise; its members are not used).
 /// - `GET /api/whoami`: the agent of the bearer token (401 otherwise).
 /// - `GET /api/events`: `text/event-stream`; the current alerts first, then
 ///   every change, each a `data:` line with the alert record's JSON.
@@ -25,7 +26,8 @@ import TelematicsStores
 ///   `ready()` says so, else 503.
 ///
 /// Reads are open (bind to loopback, the default); writes need
-/// `Authorization: Bearer <token>`.
+/// `Authorization: Bearer <token>`. A request body over
+/// ``maximumRequestBody`` bytes is answered 413 without being read.
 public struct ConsoleServer: Service {
     /// The desk the console shows and acts on.
     public let desk: AlertDesk
@@ -37,8 +39,11 @@ public struct ConsoleServer: Service {
     let logger: Logger
     /// Answers the privacy API (`/api/privacy/...`); none, no such routes.
     public var privacy: (any VehicleDataRequests)?
-    /// How often an idle event stream sends a comment, so a dead client is noticed.
-    var heartbeat: Duration = .seconds(15)
+    /// How often an idle event stream sends a comment, so a dead client is
+    /// noticed (and its connection released).
+    public var heartbeat: Duration = .seconds(15)
+    /// The largest request body accepted (no route needs more than a small JSON object).
+    public static let maximumRequestBody = 64 << 10
 
     /// A console for `desk`.
     ///
@@ -82,6 +87,7 @@ public struct ConsoleServer: Service {
     /// The routes.
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: RequestBodyLimit(maximumBytes: Self.maximumRequestBody))
         let desk = self.desk, agents = configuration.agents, registry = self.registry, ready = self.ready
         let heartbeat = self.heartbeat
 
@@ -116,6 +122,9 @@ public struct ConsoleServer: Service {
         }
         router.post("/api/alerts/:vin/:event/ack") { request, context in
             guard let agent = Self.agent(request, agents) else { return Self.unauthorized() }
+            guard Self.isEmptyOrJSONObject(try await request.body.collect(upTo: Self.maximumRequestBody)) else {
+                return Self.text("the body must be empty or a JSON object\n", status: .badRequest)
+            }
             guard let record = try await desk.acknowledge(id: try Self.alertID(context), by: agent) else {
                 return Self.text("no such alert\n", status: .notFound)
             }
@@ -163,6 +172,12 @@ public struct ConsoleServer: Service {
         return agents[parts[1].trimmingCharacters(in: .whitespaces)]
     }
 
+    /// Whether a (collected) request body is empty or one JSON object.
+    private static func isEmptyOrJSONObject(_ buffer: ByteBuffer) -> Bool {
+        guard buffer.readableBytes > 0 else { return true }
+        return (try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView))) is [String: Any]
+    }
+
     /// `vin/event` from the path (each part percent-decoded).
     private static func alertID(_ context: BasicRequestContext) throws -> String {
         let vin = try context.parameters.require("vin"), event = try context.parameters.require("event")
@@ -205,5 +220,31 @@ public struct ConsoleServer: Service {
             for await buffer in frames.cancelOnGracefulShutdown() { try await writer.write(buffer) }
         }
         try await writer.finish(nil)
+    }
+}
+
+/// Answers 413 to a request whose body is over `maximumBytes` (by its
+/// Content-Length, before reading it, or while collecting it) and otherwise
+/// hands on the request with its body collected.
+struct RequestBodyLimit<Context: RequestContext>: RouterMiddleware {
+    let maximumBytes: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maximumBytes {
+            return Self.tooLarge(maximumBytes)
+        }
+        var request = request
+        do {
+            _ = try await request.collectBody(upTo: maximumBytes)
+        } catch is NIOTooManyBytesError {
+            return Self.tooLarge(maximumBytes)
+        }
+        return try await next(request, context)
+    }
+
+    private static func tooLarge(_ maximumBytes: Int) -> Response {
+        Response(
+            status: .contentTooLarge, headers: [.contentType: "text/plain; charset=utf-8", .connection: "close"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: "request body over \(maximumBytes) bytes\n")))
     }
 }

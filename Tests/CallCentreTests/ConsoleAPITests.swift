@@ -169,12 +169,13 @@ final class ReadyFlag: @unchecked Sendable {
 /// shuts it down gracefully (open event streams end with it).
 func withLiveConsole(
     desk: AlertDesk, registry: PrometheusCollectorRegistry, agents: [String: String] = ConsoleAPITests.agents,
-    _ body: @Sendable (Int) async throws -> Void
+    heartbeat: Duration = .seconds(15), _ body: @Sendable (Int) async throws -> Void
 ) async throws {
     let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-    let console = ConsoleServer(
+    var console = ConsoleServer(
         desk: desk, configuration: ConsoleConfiguration(host: "127.0.0.1", port: 0, agents: agents), registry: registry,
         onRunning: { port in portContinuation.yield(port) })
+    console.heartbeat = heartbeat
     var logger = Logger(label: "callcentre.tests")
     logger.logLevel = .warning
     let group = ServiceGroup(configuration: .init(services: [console], logger: logger))
