@@ -101,7 +101,10 @@ func sqlite3(_ file: String, _ sql: String) -> String? {
     guard (try? p.run()) != nil else { return nil }
     let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     p.waitUntilExit()
-    return p.terminationStatus == 0 ? text.trimmingCharacters(in: .whitespacesAndNewlines) : nil
+    // What it printed counts even when it exits non-zero (a reader beside a
+    // writer can be told the database is busy after printing its answer).
+    let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+    return trimmed.isEmpty && p.terminationStatus != 0 ? nil : trimmed
 }
 
 /// A tmpfs mounted on a new temporary directory, to fill up or to make
