@@ -111,6 +111,13 @@ public final class EmbeddedKafkaCluster: @unchecked Sendable {
         rd_kafka_mock_topic_set_error(cluster, topic, error.rd)
     }
 
+    /// Makes broker `id` the coordinator of consumer group `group` (its
+    /// members find it again after their next coordinator error).
+    public func setGroupCoordinator(_ group: String, broker id: Int32) throws(KafkaError) {
+        let err = rd_kafka_mock_coordinator_set(cluster, "group", group, id)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: "coordinator of \(group)") }
+    }
+
     /// Moves the leadership of `topic`[`partition`] to broker `id`.
     public func setPartitionLeader(_ topic: String, partition: Int32, broker id: Int32) throws(KafkaError) {
         let err = rd_kafka_mock_partition_set_leader(cluster, topic, partition, id)
@@ -155,6 +162,12 @@ extension KafkaError.Code {
     public static let topicAuthorizationFailed = KafkaError.Code(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
     /// The broker is not the partition's leader (retriable).
     public static let notLeaderForPartition = KafkaError.Code(RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION)
+    /// The broker did not answer within the request's timeout (retriable).
+    public static let requestTimedOut = KafkaError.Code(RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT)
+    /// The group coordinator is not available yet (retriable; OffsetCommit, JoinGroup).
+    public static let coordinatorNotAvailable = KafkaError.Code(RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE)
+    /// The broker is not the group's coordinator (retriable after a coordinator lookup).
+    public static let notCoordinator = KafkaError.Code(RD_KAFKA_RESP_ERR_NOT_COORDINATOR)
     /// The connection failed (retriable).
     public static let transport = KafkaError.Code(RD_KAFKA_RESP_ERR__TRANSPORT)
 }

@@ -138,6 +138,13 @@ public actor PostgresStore: TelematicsStore {
         let id = nextConnectionID
         nextConnectionID += 1
         let connection = try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
+        // The actor is reentrant: a concurrent call (a consent lookup beside
+        // a batch) may have reconnected meanwhile. Keep one connection and
+        // close the other (postgres-nio asserts that none is dropped open).
+        if let current = self.connection, !current.isClosed {
+            try? await connection.close()
+            return current
+        }
         self.connection = connection
         return connection
     }
@@ -403,6 +410,11 @@ public actor PostgresStore: TelematicsStore {
     }
 }
 
+/// The connection was closed (by the server, or the network) before a statement.
+struct PostgresStoreConnectionClosed: Error, CustomStringConvertible {
+    var description: String { "the connection to PostgreSQL is closed" }
+}
+
 /// The batched writes of ``BatchWriter`` in PostgreSQL's dialect: one
 /// statement per kind and step, the rows passed as arrays and unnested.
 struct PostgresWriter: BatchWriter {
@@ -410,11 +422,20 @@ struct PostgresWriter: BatchWriter {
     let logger: Logger
 
     func execute(_ sql: String) async throws {
+        try checkOpen()
         try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
     }
 
     func query(_ sql: String, _ binds: PostgresBindings) async throws -> PostgresRowSequence {
-        try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
+        try checkOpen()
+        return try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
+    }
+
+    /// A statement sent on a connection the server has closed is never
+    /// answered (the server's shutdown left the lane waiting forever): fail
+    /// it at once, so the caller's retry reconnects.
+    private func checkOpen() throws {
+        if connection.isClosed { throw PostgresStoreConnectionClosed() }
     }
 
     /// Runs a statement whose only row is one count.

@@ -41,14 +41,18 @@ final class BrokerProcess {
 struct CrashLoopTests {
     @Test("pipeline processes SIGKILLed at staggered moments and restarted until done store exactly what an uninterrupted run stores")
     func sigkillLoop() async throws {
-        let broker = try BrokerProcess(partitions: 4)
+        // Four kills in `swift test`; TELEMATICS_FAULT_KILLS (or TELEMATICS_FAULTS_LONG: 20) for a longer run,
+        // with records and partitions growing alike so each round still has work left.
+        let kills = FaultSettings.integer("TELEMATICS_FAULT_KILLS", short: 4, long: 20)
+        let scale = max(1, (kills + 3) / 4)
+        let broker = try BrokerProcess(partitions: 4 * scale)
         #expect(broker.bootstrap.hasPrefix("127.0.0.1:"))
         // No consent messages: the outcome must not depend on how topics interleave.
         var configuration = FleetSimulator.Configuration(vehicles: 200, seed: 21)
         configuration.mix = FleetSimulator.Mix(rtti: 70, teleservice: 15, charging: 14, consent: 0, hvWarn: 1)
         var fleet = try FleetSimulator(configuration: configuration)
         // Enough records, in small batches, that the kills land mid-way.
-        let records = (0..<40_000).map { _ in fleet.next() }
+        let records = (0..<40_000 * scale).map { _ in fleet.next() }
         try await broker.publish(records)
 
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("tm-kill-\(UUID().uuidString)").path
@@ -63,23 +67,17 @@ struct CrashLoopTests {
             ])
         }
 
-        /// Probe points stored so far, read beside the running pipeline (WAL allows a reader).
+        /// Probe points stored so far, read beside the running pipeline.
         func storedPoints(_ dir: String) -> Int {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = ["sqlite3", "-readonly", dir + "/telematics.sqlite", "SELECT count(*) FROM probes"]
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = FileHandle.nullDevice
-            guard (try? p.run()) != nil else { return 0 }
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            return Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            sqlite3(dir + "/" + SQLiteStore.fileName, "SELECT count(*) FROM probes").flatMap { Int($0) } ?? 0
         }
 
         // Killed while storing (once new rows appear, at staggered moments
         // after that), restarted each time, then left to finish.
-        for (round, extra) in [0, 400, 150, 900].enumerated() {
+        let started = ContinuousClock.now
+        var rounds: [Int] = []
+        for (round, extra) in (0..<kills).map({ [0, 400, 150, 900][$0 % 4] }).enumerated() {
+            let roundStarted = ContinuousClock.now
             let before = storedPoints(root + "/killed")
             let p = try run(group: "killed", sqlite: root + "/killed")
             let deadline = Date().addingTimeInterval(60)
@@ -91,6 +89,7 @@ struct CrashLoopTests {
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
             #expect(p.terminationReason == .uncaughtSignal)
+            rounds.append(milliseconds(ContinuousClock.now - roundStarted))
         }
         // The kills fell while records were being stored: some, not all, are there.
         let partialStore = try await SQLiteStore(directory: root + "/killed")
@@ -101,6 +100,7 @@ struct CrashLoopTests {
         let last = try run(group: "killed", sqlite: root + "/killed")
         last.waitUntilExit()
         #expect(last.terminationStatus == 0)
+        let killedRun = ContinuousClock.now - started
 
         let clean = try run(group: "clean", sqlite: root + "/clean")
         clean.waitUntilExit()
@@ -113,7 +113,11 @@ struct CrashLoopTests {
         await killedStore.close()
         await cleanStore.close()
         #expect(expected.teleserviceCalls > 0 && expected.probePoints > 0 && expected.chargeSessions > 0)
-        #expect(killed == expected, "after four SIGKILLs: \(killed); uninterrupted: \(expected)")
+        #expect(killed == expected, "after \(kills) SIGKILLs: \(killed); uninterrupted: \(expected)")
         #expect(partial.probePoints < expected.probePoints, "the kills came before the end")
+        reportFigures("sigkill-loop", [
+            "records": records.count, "kills": kills, "round_ms": rounds, "killed_run_ms": milliseconds(killedRun),
+            "points_stored_before_last_restart": partial.probePoints, "points_total": expected.probePoints,
+        ])
     }
 }

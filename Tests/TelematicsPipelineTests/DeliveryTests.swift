@@ -1,4 +1,3 @@
-import FleetSimulator
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -8,16 +7,6 @@ import TelematicsKafka
 import TelematicsPipeline
 import TelematicsStores
 import TelematicsWire
-
-/// Simulated records without consent messages, so the outcome does not
-/// depend on how the consent topic interleaves with the others.
-private func fleetRecords(_ count: Int, seed: UInt64) throws -> [[UInt8]] {
-    var configuration = FleetSimulator.Configuration(vehicles: 50, seed: seed)
-    configuration.mix = FleetSimulator.Mix(rtti: 70, teleservice: 15, charging: 14, consent: 0, hvWarn: 1)
-    var fleet = try FleetSimulator(configuration: configuration)
-    return (0..<count).map { _ in fleet.next().value }
-}
-
 
 @Suite("Pipeline: nothing lost, nothing twice", .serialized)
 struct DeliveryTests {

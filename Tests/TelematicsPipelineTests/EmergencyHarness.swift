@@ -216,21 +216,35 @@ extension PipelineHarness {
     }
 }
 
-/// A store that takes its time (a bulk store far behind).
+/// A store that takes its time (a bulk store far behind), or is down (every
+/// write and consent lookup fails) while ``down`` is set.
 final class DelayingStore: TelematicsStore, @unchecked Sendable {
     let inner: any TelematicsStore
     let delay: Duration
     private let applies = Atomic<Int>(0)
+    private let isDown = Atomic<Bool>(false)
     init(_ inner: any TelematicsStore, delay: Duration) { self.inner = inner; self.delay = delay }
     /// Batches that began to be applied.
     var appliesStarted: Int { applies.load(ordering: .relaxed) }
+    /// Whether the store refuses work, as a database that went away would.
+    var down: Bool {
+        get { isDown.load(ordering: .relaxed) }
+        set { isDown.store(newValue, ordering: .relaxed) }
+    }
+    private func checkUp(_ operation: String) throws(StoreError) {
+        if down { throw StoreError(backend: inner.backend, operation: operation, message: "connection refused (the test took the store down)") }
+    }
     var backend: StoreBackend { inner.backend }
     func apply(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult {
         applies.add(1, ordering: .relaxed)
         try? await Task.sleep(for: delay)
+        try checkUp("apply")
         return try await inner.apply(batch)
     }
-    func consent(for vins: [VIN]) async throws(StoreError) -> [VIN: StoredConsent] { try await inner.consent(for: vins) }
+    func consent(for vins: [VIN]) async throws(StoreError) -> [VIN: StoredConsent] {
+        try checkUp("consent")
+        return try await inner.consent(for: vins)
+    }
     func vehicleState(_ vin: VIN) async throws(StoreError) -> VehicleTechnicalState? { try await inner.vehicleState(vin) }
     func teleserviceCalls(_ vin: VIN) async throws(StoreError) -> [TeleserviceCallRecord] { try await inner.teleserviceCalls(vin) }
     func maintenanceCases(_ vin: VIN, includeClosed: Bool) async throws(StoreError) -> [MaintenanceCase] { try await inner.maintenanceCases(vin, includeClosed: includeClosed) }

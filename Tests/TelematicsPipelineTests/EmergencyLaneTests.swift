@@ -414,7 +414,7 @@ private func hvWarn(_ eventID: String, maxCellTempDc: Int32) -> MessageBody {
 }
 
 /// A record for the HV warn topic, keyed by its VIN.
-private func hvMessage(_ value: [UInt8]) -> KafkaProducerMessage {
+func hvMessage(_ value: [UInt8]) -> KafkaProducerMessage {
     KafkaProducerMessage(topic: MessageKind.hvWarnCall.defaultTopic, key: Array(value[24..<41]), value: value)
 }
 
@@ -427,7 +427,7 @@ private func lanes(_ h: PipelineHarness, group: String, store: any TelematicsSto
 }
 
 /// Runs `services` while `body` runs, then shuts them down gracefully (also when `body` throws).
-private func whileRunning<T>(_ services: [any Service], _ body: () async throws -> T) async throws -> T {
+func whileRunning<T>(_ services: [any Service], _ body: () async throws -> T) async throws -> T {
     let running = RunningServices(services)
     let result: T
     do {

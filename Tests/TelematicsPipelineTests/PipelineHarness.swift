@@ -1,4 +1,5 @@
 import Crypto
+import FleetSimulator
 import Foundation
 import ServiceLifecycle
 import Synchronization
@@ -18,8 +19,8 @@ final class PipelineHarness: @unchecked Sendable {
     let secrets: PipelineSecrets
     let dictionaries: ZstdDictionaries
 
-    init(partitions: Int = 4, dictionaries: ZstdDictionaries = .none) throws {
-        cluster = try EmbeddedKafkaCluster(brokers: 1)
+    init(partitions: Int = 4, brokers: Int = 1, dictionaries: ZstdDictionaries = .none) throws {
+        cluster = try EmbeddedKafkaCluster(brokers: brokers)
         for topic in topics.all { try cluster.createTopic(topic, partitions: partitions) }
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("tm-pipeline-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -58,14 +59,18 @@ final class PipelineHarness: @unchecked Sendable {
     /// to the topic of their kind, or to `topic`.
     func produce(_ records: [[UInt8]], keys: [[UInt8]?]? = nil, topic: String? = nil) async throws {
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrap: cluster.bootstrap))
-        let messages = records.enumerated().map { i, value -> KafkaProducerMessage in
+        let reports = try await producer.send(messages(records, keys: keys, topic: topic))
+        precondition(reports.count == records.count)
+        try await producer.close()
+    }
+
+    /// Records as messages to the topic of their kind (or `topic`), keyed by the envelope's VIN unless given.
+    func messages(_ records: [[UInt8]], keys: [[UInt8]?]? = nil, topic: String? = nil) -> [KafkaProducerMessage] {
+        records.enumerated().map { i, value -> KafkaProducerMessage in
             let kind = value.count > 3 ? MessageKind(rawValue: value[3]) : nil
             let key = keys?[i] ?? (value.count >= 41 ? Array(value[24..<41]) : nil)
             return KafkaProducerMessage(topic: topic ?? kind?.defaultTopic ?? topics.deadLetter, key: key, value: value)
         }
-        let reports = try await producer.send(messages)
-        precondition(reports.count == records.count)
-        try await producer.close()
     }
 
     /// Runs a bulk lane until `records` records are committed, then shuts it
@@ -126,6 +131,15 @@ final class PipelineHarness: @unchecked Sendable {
             }
         }
     }
+}
+
+/// Simulated records without consent messages, so the outcome does not
+/// depend on how the consent topic interleaves with the others.
+func fleetRecords(_ count: Int, seed: UInt64, vehicles: Int = 50) throws -> [[UInt8]] {
+    var configuration = FleetSimulator.Configuration(vehicles: vehicles, seed: seed)
+    configuration.mix = FleetSimulator.Mix(rtti: 70, teleservice: 15, charging: 14, consent: 0, hvWarn: 1)
+    var fleet = try FleetSimulator(configuration: configuration)
+    return (0..<count).map { _ in fleet.next().value }
 }
 
 /// Builds records of one vehicle with increasing sequence numbers.

@@ -128,54 +128,122 @@ public actor TestPostgres {
         }
     }
 
-    /// initdb + pg_ctl start, as the `postgres` user when running as root
-    /// (PostgreSQL refuses to run as root).
+    /// initdb + pg_ctl start of the shared server, stopped once this test process has gone.
     private static func startThrowaway() -> Result<Server, Unavailable> {
-        let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
-        guard let bin = versions.sorted(by: { (Int($0) ?? 0) > (Int($1) ?? 0) })
-            .map({ "/usr/lib/postgresql/\($0)/bin" })
-            .first(where: { FileManager.default.isExecutableFile(atPath: "\($0)/initdb") })
-        else {
-            return .failure(Unavailable(reason: "no initdb under /usr/lib/postgresql/*/bin (apt-get install postgresql)"))
+        switch Throwaway.make() {
+        case .failure(let unavailable): return .failure(unavailable)
+        case .success(let server):
+            if let unavailable = server.start() { return .failure(unavailable) }
+            return .success(server.server)
         }
-        let root = geteuid() == 0
-        let base = "/tmp/telematics-pg-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let data = base + "/data"
-        do {
-            try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
-        } catch {
-            return .failure(Unavailable(reason: "cannot create \(base): \(error)"))
-        }
-        func asOwner(_ arguments: [String]) -> [String] {
-            root ? ["/usr/sbin/runuser", "-u", "postgres", "--"] + arguments : arguments
-        }
-        if root {
-            guard run(["/bin/chown", "postgres:postgres", base], log: base + "/chown.log") == 0 else {
-                return .failure(Unavailable(reason: "cannot chown \(base) to the postgres user"))
+    }
+
+    /// A throwaway server a test owns alone, to stop and start again with
+    /// the same data directory and port (a database server going away
+    /// mid-run); nil when none can be made here (no local PostgreSQL, or
+    /// TELEMATICS_TEST_POSTGRES_URL names an outside server).
+    public static func dedicated() async -> Dedicated? {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                guard ProcessInfo.processInfo.environment["TELEMATICS_TEST_POSTGRES_URL"]?.isEmpty ?? true,
+                      case .success(let server) = Throwaway.make(), server.start() == nil
+                else { return continuation.resume(returning: nil) }
+                continuation.resume(returning: Dedicated(server))
             }
         }
-        guard run(asOwner(["\(bin)/initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]),
-                  log: base + "/initdb.log") == 0
-        else {
-            return .failure(Unavailable(reason: "initdb failed, see \(base)/initdb.log"))
+    }
+
+    /// A server of one test: ``url()`` gives a fresh database on it;
+    /// ``stop()`` and ``start()`` take it down and bring it back.
+    public final class Dedicated: Sendable {
+        private let throwaway: Throwaway
+        init(_ throwaway: Throwaway) { self.throwaway = throwaway }
+
+        /// A fresh, empty database on this server.
+        public func url() async throws -> String { try await throwaway.server.createDatabase() }
+
+        /// Stops the server (`pg_ctl stop -m fast`: connections are cut); true when it stopped.
+        @discardableResult
+        public func stop() async -> Bool { await Self.offPool { self.throwaway.stop(mode: "fast") } }
+
+        /// Starts it again on the same port and data; true when it accepts connections.
+        @discardableResult
+        public func start() async -> Bool { await Self.offPool { self.throwaway.start() == nil } }
+
+        /// pg_ctl blocks for seconds: not on the cooperative pool.
+        private static func offPool(_ body: @escaping @Sendable () -> Bool) async -> Bool {
+            await withCheckedContinuation { continuation in DispatchQueue.global().async { continuation.resume(returning: body()) } }
         }
-        guard let port = freeLoopbackPort() else { return .failure(Unavailable(reason: "no free loopback port")) }
-        let options = "-p \(port) -k \(base) -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
-        guard run(asOwner(["\(bin)/pg_ctl", "-D", data, "-l", base + "/server.log", "-w", "-t", "60", "-o", options, "start"]),
-                  log: base + "/pg_ctl.log") == 0
-        else {
-            return .failure(Unavailable(reason: "pg_ctl start failed, see \(base)/server.log"))
+
+        deinit { _ = throwaway.stop(mode: "immediate") }
+    }
+
+    /// A server in a directory of its own under /tmp, run by the `postgres`
+    /// user when running as root (PostgreSQL refuses to run as root). A
+    /// watchdog stops it and removes its files once this test process has
+    /// gone, however it ended (a crash included).
+    struct Throwaway: Sendable {
+        let bin: String
+        let base: String
+        let port: Int
+        var data: String { base + "/data" }
+        var server: Server { Server(host: "127.0.0.1", port: port, user: "postgres", password: nil, adminDatabase: "postgres") }
+
+        func asOwner(_ arguments: [String]) -> [String] {
+            geteuid() == 0 ? ["/usr/sbin/runuser", "-u", "postgres", "--"] + arguments : arguments
         }
-        // Stops the server and removes its files once this test process
-        // has gone, however it ended (a crash included). In its own session,
-        // so a signal to the test's process group does not take it along.
-        let stop = asOwner(["\(bin)/pg_ctl", "-D", data, "-m", "immediate", "stop"]).joined(separator: " ")
-        let watchdog = "while kill -0 \(getpid()) 2>/dev/null; do sleep 0.5; done; \(stop) >/dev/null 2>&1; rm -rf \(base)"
-        guard spawn(["/bin/sh", "-c", watchdog], log: "/dev/null", newSession: true) != nil else {
-            _ = run(asOwner(["\(bin)/pg_ctl", "-D", data, "-m", "immediate", "stop"]), log: base + "/stop.log")
-            return .failure(Unavailable(reason: "cannot start the server's watchdog"))
+
+        /// initdb into a new directory, a free port, and the watchdog.
+        static func make() -> Result<Throwaway, Unavailable> {
+            let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
+            guard let bin = versions.sorted(by: { (Int($0) ?? 0) > (Int($1) ?? 0) })
+                .map({ "/usr/lib/postgresql/\($0)/bin" })
+                .first(where: { FileManager.default.isExecutableFile(atPath: "\($0)/initdb") })
+            else {
+                return .failure(Unavailable(reason: "no initdb under /usr/lib/postgresql/*/bin (apt-get install postgresql)"))
+            }
+            let base = "/tmp/telematics-pg-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            do {
+                try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+            } catch {
+                return .failure(Unavailable(reason: "cannot create \(base): \(error)"))
+            }
+            if geteuid() == 0 {
+                guard TestPostgres.run(["/bin/chown", "postgres:postgres", base], log: base + "/chown.log") == 0 else {
+                    return .failure(Unavailable(reason: "cannot chown \(base) to the postgres user"))
+                }
+            }
+            guard let port = TestPostgres.freeLoopbackPort() else { return .failure(Unavailable(reason: "no free loopback port")) }
+            let server = Throwaway(bin: bin, base: base, port: port)
+            guard TestPostgres.run(server.asOwner(["\(bin)/initdb", "-D", server.data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]),
+                      log: base + "/initdb.log") == 0
+            else {
+                return .failure(Unavailable(reason: "initdb failed, see \(base)/initdb.log"))
+            }
+            // In its own session, so a signal to the test's process group does not take it along.
+            let stop = server.asOwner(["\(bin)/pg_ctl", "-D", server.data, "-m", "immediate", "stop"]).joined(separator: " ")
+            let watchdog = "while kill -0 \(getpid()) 2>/dev/null; do sleep 0.5; done; \(stop) >/dev/null 2>&1; rm -rf \(base)"
+            guard TestPostgres.spawn(["/bin/sh", "-c", watchdog], log: "/dev/null", newSession: true) != nil else {
+                return .failure(Unavailable(reason: "cannot start the server's watchdog"))
+            }
+            return .success(server)
         }
-        return .success(Server(host: "127.0.0.1", port: port, user: "postgres", password: nil, adminDatabase: "postgres"))
+
+        /// pg_ctl start, waiting until it accepts connections; nil on success.
+        func start() -> Unavailable? {
+            let options = "-p \(port) -k \(base) -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
+            guard TestPostgres.run(asOwner(["\(bin)/pg_ctl", "-D", data, "-l", base + "/server.log", "-w", "-t", "60", "-o", options, "start"]),
+                                   log: base + "/pg_ctl.log") == 0
+            else {
+                return Unavailable(reason: "pg_ctl start failed, see \(base)/server.log")
+            }
+            return nil
+        }
+
+        /// pg_ctl stop in `mode` (fast, immediate), waiting until it has stopped; whether it did.
+        func stop(mode: String) -> Bool {
+            TestPostgres.run(asOwner(["\(bin)/pg_ctl", "-D", data, "-m", mode, "-w", "stop"]), log: base + "/stop.log") == 0
+        }
     }
 
     /// Starts a command with stdin from /dev/null and stdout and stderr to

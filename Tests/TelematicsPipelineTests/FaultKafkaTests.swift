@@ -1,0 +1,93 @@
+import Foundation
+import Logging
+import Testing
+import TelematicsKafka
+import TelematicsPipeline
+import TelematicsStores
+
+/// Issue #9, faults of Kafka: the mock cluster's fault injection while a
+/// bulk lane works through a backlog on three brokers.
+@Suite("Faults: Kafka brokers down, leaders moving, request errors", .serialized)
+struct FaultKafkaTests {
+    private static let partitions = 4
+
+    @Test("request errors on produce, fetch and commit, a broker down and back, leaders moved away and back: the store equals a clean run's and every offset is committed")
+    func brokerFaults() async throws {
+        let h = try PipelineHarness(partitions: Self.partitions, brokers: 3)
+        let count = FaultSettings.integer("TELEMATICS_FAULT_RECORDS", short: 6_000, long: 60_000)
+        let records = try fleetRecords(count, seed: 31, vehicles: 200)
+        try await h.produce(records)
+
+        let cleanStarted = ContinuousClock.now
+        let cleanStore = try await SQLiteStore(directory: h.directory + "/clean")
+        try await h.runLane(until: records.count, store: cleanStore, configuration: h.configuration(group: "clean", batchSize: 200),
+                            timeout: .seconds(120))
+        let cleanTime = ContinuousClock.now - cleanStarted
+        let expected = try await cleanStore.stats()
+        await cleanStore.close()
+
+        // The group's coordinator stays on broker 1; broker 2 is the one that goes down.
+        let group = "faulty"
+        try h.cluster.setGroupCoordinator(group, broker: 1)
+        let store = try await h.openStore()
+        let started = ContinuousClock.now
+        // A socket timeout short enough that the run does not wait minutes on a dead connection.
+        let lane = h.startLane(group: group, store: store) { $0.consumer.properties["socket.timeout.ms"] = "10000" }
+        let (running, statistics) = (lane.running, lane.statistics)
+        func committed() -> Int { statistics.snapshot.committedRecords }
+        /// Waits until `more` further records are committed; false on timeout.
+        func progress(_ more: Int, timeout: Duration = .seconds(60)) async -> Bool {
+            let target = min(committed() + more, records.count)
+            return await eventually(timeout: timeout) { committed() >= target }
+        }
+        var steps: [String: Bool] = [:]
+        steps["first batch"] = await progress(1)
+
+        // 1. Retriable request errors on every kind of request the lane makes.
+        h.cluster.pushRequestErrors(apiKey: .produce, [.notLeaderForPartition, .requestTimedOut, .notLeaderForPartition])
+        h.cluster.pushRequestErrors(apiKey: .fetch, [.notLeaderForPartition, .requestTimedOut, .notLeaderForPartition, .requestTimedOut])
+        h.cluster.pushRequestErrors(apiKey: .offsetCommit, [.coordinatorNotAvailable, .requestTimedOut, .notCoordinator, .coordinatorNotAvailable])
+        steps["past request errors"] = await progress(400)
+
+        // 2. Broker 2 down: its partitions stall until their leadership moves to 1 and 3.
+        let retriesBefore = statistics.snapshot.storeRetries
+        try h.cluster.setBrokerDown(2)
+        let downAt = ContinuousClock.now
+        let committedAtDown = committed()
+        try await Task.sleep(for: .seconds(2))
+        for topic in h.topics.all {
+            for p in 0..<Self.partitions { try h.cluster.setPartitionLeader(topic, partition: Int32(p), broker: p % 2 == 0 ? 1 : 3) }
+        }
+        steps["after leaders moved off the down broker"] = await progress(400)
+        let resumedAfterDown = ContinuousClock.now - downAt
+
+        // 3. Broker 2 back, with a slow broker 3; leadership spread over all three again.
+        try h.cluster.setBrokerUp(2)
+        try h.cluster.setRoundTripTime(broker: 3, milliseconds: 150)
+        for topic in h.topics.all {
+            for p in 0..<Self.partitions { try h.cluster.setPartitionLeader(topic, partition: Int32(p), broker: Int32(p % 3 + 1)) }
+        }
+        let upAt = ContinuousClock.now
+        steps["after leaders moved back"] = await progress(400)
+        let resumedAfterUp = ContinuousClock.now - upAt
+        try h.cluster.setRoundTripTime(broker: 3, milliseconds: 0)
+
+        steps["everything committed"] = await eventually(timeout: .seconds(120)) { committed() >= records.count }
+        let faultyTime = ContinuousClock.now - started
+        try await running.stop()
+        let snapshot = statistics.snapshot
+        #expect(steps.values.allSatisfy { $0 }, "steps: \(steps); committed \(snapshot.committedRecords) of \(records.count)")
+
+        let uncommitted = try await h.uncommittedIngress(group: group, partitions: Self.partitions)
+        #expect(uncommitted.isEmpty, "offsets not committed to the end on \(uncommitted)")
+        let got = try await store.stats()
+        await store.close()
+        #expect(got == expected, "after the faults: \(got); a clean run: \(expected)")
+        #expect(snapshot.storeRetries == retriesBefore, "Kafka faults never reach the store")
+        reportFigures("kafka", [
+            "records": records.count, "clean_ms": milliseconds(cleanTime), "faulty_ms": milliseconds(faultyTime),
+            "committed_at_broker_down": committedAtDown, "resumed_400_after_broker_down_ms": milliseconds(resumedAfterDown),
+            "resumed_400_after_broker_up_ms": milliseconds(resumedAfterUp), "committed_records": snapshot.committedRecords,
+        ])
+    }
+}
