@@ -357,15 +357,23 @@ struct ConsumerControlTests {
         }
         let reread = a.positions + b.positions
         #expect(unfinished.isSubset(of: Set(reread)), "unfinished records re-read (at least once)")
-        #expect(Set(reread).count == reread.count, "nothing re-read twice")
+        // On a loaded machine the group may rebalance more than once (a late
+        // heartbeat); each eager rebalance revokes everything and may re-read
+        // again. The exact accounting holds for the one rebalance of a quiet run.
+        let rebalances = a.log.events.filter { if case .revoked = $0 { true } else { false } }.count
+        #expect(rebalances >= 1)
+        if rebalances == 1 {
+            #expect(Set(reread).count == reread.count, "nothing re-read twice")
+        }
         if a.consumer.commitCounts.failed == 0 {
             #expect(finished.isDisjoint(with: reread), "finished records not re-read")
         } else {
             // librdkafka 2.0.2's mock refuses OffsetCommit while the group is
             // joining (Kafka accepts it): the refusal must not be silent.
             #expect(a.consumer.lastCommitError?.code.name == "REBALANCE_IN_PROGRESS")
-            #expect(a.consumer.commitCounts == (succeeded: 0, failed: 1), "the refused revoke commit, counted once")
-            #expect(Set(reread) == Set(heldPositions), "then the finished records come again too, once")
+            #expect(a.consumer.commitCounts.succeeded == 0 && a.consumer.commitCounts.failed <= rebalances,
+                    "each refused revoke commit counted once: \(a.consumer.commitCounts) in \(rebalances) rebalances")
+            #expect(Set(reread) == Set(heldPositions), "then the finished records come again too")
         }
         await b.consumer.close()
         await a.consumer.close()
