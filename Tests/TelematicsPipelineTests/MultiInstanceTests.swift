@@ -115,16 +115,22 @@ struct MultiInstanceTests {
         configuration.mix = FleetSimulator.Mix(rtti: 70, teleservice: 15, charging: 13, consent: 0, hvWarn: 2)
         var fleet = try FleetSimulator(configuration: configuration)
         let records = (0..<20_000).map { _ in fleet.next() }
-        try await broker.publish(records)
-
-        note("published")
-        // SIGKILL the first member once the group is storing: no drain, no
-        // commit, its partitions held until its session times out.
+        // A first part, until the group is storing; then the rest, and the
+        // kill while the members work through it (on a quiet machine the
+        // group stores 20,000 records faster than a poll of the store sees
+        // the first of them, so a kill after "storing" alone came too late).
+        try await broker.publish(Array(records.prefix(6_000)))
+        note("published the first part")
         let observer = try await PostgresStore(url: shared)
         let deadline = Date().addingTimeInterval(120)
         while try await observer.stats().teleserviceCalls == 0 && Date() < deadline {
             try await Task.sleep(for: .milliseconds(50))
         }
+        try await broker.publish(Array(records.dropFirst(6_000)))
+        note("published the rest")
+        // SIGKILL the first member mid-way: no drain, no commit, its
+        // partitions held until its session times out.
+        try await Task.sleep(for: .milliseconds(150))
         let victim = instances[0]
         // The victim is a working member: it has routed records.
         let victimMetrics = await victim.get("metrics")?.1 ?? ""
