@@ -339,8 +339,13 @@ struct ConsumerControlTests {
 
         // B joins; A serves the rebalance with its batches still in hand.
         let b = try Member(config, topic: topic)
-        var until = Date().addingTimeInterval(15)
-        while Date() < until && (a.log.revoked.isEmpty || b.consumer.assignment.isEmpty || a.consumer.assignment.isEmpty) {
+        // Until the group is settled: both members hold partitions and
+        // together all of them (under load a second rebalance may follow the first).
+        var until = Date().addingTimeInterval(30)
+        while Date() < until
+            && (a.log.revoked.isEmpty || b.consumer.assignment.isEmpty || a.consumer.assignment.isEmpty
+                || Set(a.consumer.assignment + b.consumer.assignment) != Set(all))
+        {
             try await a.pollAndFinish(topic: topic)
             try await b.pollAndFinish(topic: topic)
         }
