@@ -1,5 +1,6 @@
 import CallCentre
 import Foundation
+import TelematicsTestSupport
 import Prometheus
 import TelematicsStores
 import Testing
@@ -102,7 +103,7 @@ final class BrowserDriver: @unchecked Sendable {
         Thread.detachNewThread { [self] in
             var pending = Data()
             while true {
-                let data = handle.availableData
+                let data = ProcessOutput.readSome(handle)
                 if data.isEmpty { break }
                 pending.append(data)
                 while let newline = pending.firstIndex(of: 0x0A) {

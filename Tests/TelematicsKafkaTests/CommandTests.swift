@@ -25,7 +25,7 @@ struct CommandTests {
         // The first line is the bootstrap list.
         var line = Data()
         while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = stdout.fileHandleForReading.availableData
+            let chunk = ProcessOutput.readSome(stdout.fileHandleForReading)
             if chunk.isEmpty { break }
             line.append(chunk)
         }

@@ -17,7 +17,7 @@ final class BrokerProcess {
         process = try TelematicsBinary.start(["broker", "--brokers", "1", "--partitions", String(partitions)], stdout: out)
         var line = Data()
         while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = out.fileHandleForReading.availableData
+            let chunk = ProcessOutput.readSome(out.fileHandleForReading)
             if chunk.isEmpty { break }
             line.append(chunk)
         }

@@ -28,7 +28,7 @@ private func tool(_ name: String, _ arguments: [String]) throws -> (status: Int3
     p.standardOutput = out
     p.standardError = out
     try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
+    let data = ProcessOutput.readToEnd(out.fileHandleForReading)
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TelematicsTestSupport
 import Logging
 import Synchronization
 import TelematicsPipeline
@@ -99,7 +100,7 @@ func sqlite3(_ file: String, _ sql: String) -> String? {
     p.standardOutput = out
     p.standardError = FileHandle.nullDevice
     guard (try? p.run()) != nil else { return nil }
-    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let text = String(decoding: ProcessOutput.readToEnd(out.fileHandleForReading), as: UTF8.self)
     p.waitUntilExit()
     // What it printed counts even when it exits non-zero (a reader beside a
     // writer can be told the database is busy after printing its answer).

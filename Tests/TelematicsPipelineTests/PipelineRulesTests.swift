@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import TelematicsTestSupport
 import Testing
 import TelematicsKafka
 import TelematicsPipeline
@@ -197,7 +198,7 @@ private func sqliteDump(_ file: String, tables: [String]) throws -> String {
     let out = Pipe()
     p.standardOutput = out
     try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
+    let data = ProcessOutput.readToEnd(out.fileHandleForReading)
     p.waitUntilExit()
     return String(decoding: data, as: UTF8.self)
 }

@@ -105,7 +105,7 @@ func tool(_ path: String, _ arguments: [String]) throws -> String {
     p.standardOutput = out
     p.standardError = FileHandle.nullDevice
     try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
+    let data = ProcessOutput.readToEnd(out.fileHandleForReading)
     p.waitUntilExit()
     guard p.terminationStatus == 0 else { throw CocoaError(.executableLoad) }
     return String(decoding: data, as: UTF8.self)

@@ -110,7 +110,7 @@ private func command(_ arguments: [String]) throws -> String {
 private func firstLine(of pipe: Pipe) throws -> String? {
     var line = Data()
     while true {
-        let byte = pipe.fileHandleForReading.readData(ofLength: 1)
+        let byte = ProcessOutput.readSome(pipe.fileHandleForReading, limit: 1)
         if byte.isEmpty || byte == Data([0x0a]) { break }
         line += byte
     }

@@ -37,8 +37,12 @@ public enum TelematicsBinary {
         try p.run()
         if let stdin { input.fileHandleForWriting.write(stdin) }
         try input.fileHandleForWriting.close()
-        let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
-        let stderrData = err.fileHandleForReading.readDataToEndOfFile()
+        // Both pipes at once: a child filling one while we wait on the other would never finish.
+        let stderrBox = DataBox()
+        let reader = Thread { stderrBox.set(ProcessOutput.readToEnd(err.fileHandleForReading)) }
+        reader.start()
+        let stdoutData = ProcessOutput.readToEnd(out.fileHandleForReading)
+        let stderrData = stderrBox.wait()
         p.waitUntilExit()
         return Output(status: p.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self), stderr: String(decoding: stderrData, as: UTF8.self))
     }
@@ -55,5 +59,19 @@ public enum TelematicsBinary {
         p.standardError = stderr ?? FileHandle.nullDevice
         try p.run()
         return p
+    }
+}
+
+/// Data handed from a reader thread, waited for once.
+final class DataBox: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var data = Data()
+    func set(_ value: Data) {
+        data = value
+        done.signal()
+    }
+    func wait() -> Data {
+        done.wait()
+        return data
     }
 }
