@@ -78,7 +78,9 @@ public actor PostgresAlertStore: AlertStore {
         if let connection, !connection.isClosed { return connection }
         let id = nextConnectionID
         nextConnectionID += 1
-        let connection = try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
+        let fresh = try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
+        // A concurrent call (escalation beside an upsert) may have reconnected meanwhile.
+        let connection = await PostgresConnection.keepingOne(current: self.connection, fresh: fresh)
         self.connection = connection
         return connection
     }
@@ -122,13 +124,13 @@ public actor PostgresAlertStore: AlertStore {
         let logger: Logger
 
         func execute(_ sql: String) async throws {
-            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+            try await connection.checkedQuery(PostgresQuery(unsafeSQL: sql), logger: logger)
         }
 
         /// The one integer a statement returns.
         func count(_ sql: String, _ binds: PostgresBindings) async throws -> Int {
             var n = 0
-            for try await (c) in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).decode(Int64.self) {
+            for try await (c) in try await connection.checkedQuery(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).decode(Int64.self) {
                 n = Int(c)
             }
             return n
@@ -137,7 +139,7 @@ public actor PostgresAlertStore: AlertStore {
         /// The records a statement returns (it must return ``AlertRows/columns``).
         func records(_ sql: String, _ binds: PostgresBindings) async throws -> [AlertRecord] {
             var out: [AlertRecord] = []
-            for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger) {
+            for try await row in try await connection.checkedQuery(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger) {
                 let (id, payload, received, updated, updates, by, ackAt, escAt) = try row.decode(
                     (String, String, Int64, Int64, Int64, String?, Int64?, Int64?).self)
                 out.append(AlertRecord(
@@ -161,7 +163,7 @@ public actor PostgresAlertStore: AlertStore {
             binds.append(Int64(r.updates))
             binds.append(try AlertRows.payload(r.alert))
             binds.append(r.id)
-            try await connection.query(
+            _ = try await connection.checkedQuery(
                 PostgresQuery(
                     unsafeSQL: "UPDATE callcentre_alerts SET sequence = $1, updated_at_ms = $2, updates = $3, payload = $4 WHERE id = $5",
                     binds: binds),
@@ -178,7 +180,7 @@ public actor PostgresAlertStore: AlertStore {
             binds.append(r.updatedAtMs)
             binds.append(r.alert.recordedAtMs)
             binds.append(try AlertRows.payload(r.alert))
-            let rows = try await connection.query(
+            let rows = try await connection.checkedQuery(
                 PostgresQuery(
                     unsafeSQL: """
                         INSERT INTO callcentre_alerts (id, priority, sequence, received_at_ms, updated_at_ms, recorded_at_ms, updates, payload)
@@ -222,7 +224,7 @@ public actor PostgresAlertStore: AlertStore {
             binds.append(agent)
             binds.append(atMs)
             binds.append(id)
-            try await session.connection.query(
+            _ = try await session.connection.checkedQuery(
                 PostgresQuery(
                     unsafeSQL: """
                         UPDATE callcentre_alerts SET acknowledged_by = $1, acknowledged_at_ms = $2

@@ -137,14 +137,9 @@ public actor PostgresStore: TelematicsStore {
         if let connection, !connection.isClosed { return connection }
         let id = nextConnectionID
         nextConnectionID += 1
-        let connection = try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
-        // The actor is reentrant: a concurrent call (a consent lookup beside
-        // a batch) may have reconnected meanwhile. Keep one connection and
-        // close the other (postgres-nio asserts that none is dropped open).
-        if let current = self.connection, !current.isClosed {
-            try? await connection.close()
-            return current
-        }
+        let fresh = try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
+        // A concurrent call (a consent lookup beside a batch) may have reconnected meanwhile.
+        let connection = await PostgresConnection.keepingOne(current: self.connection, fresh: fresh)
         self.connection = connection
         return connection
     }
@@ -415,6 +410,27 @@ struct PostgresStoreConnectionClosed: Error, CustomStringConvertible {
     var description: String { "the connection to PostgreSQL is closed" }
 }
 
+extension PostgresConnection {
+    /// A statement, failed at once when the connection is closed: one sent
+    /// on a connection the server has closed is never answered (a server's
+    /// shutdown left the lane waiting forever), and the caller's retry
+    /// reconnects. Both PostgreSQL stores send every statement through it.
+    func checkedQuery(_ query: PostgresQuery, logger: Logger) async throws -> PostgresRowSequence {
+        if isClosed { throw PostgresStoreConnectionClosed() }
+        return try await self.query(query, logger: logger)
+    }
+
+    /// The connection a store keeps after reconnecting: `current` if a
+    /// concurrent call of the (reentrant) store actor installed a live one
+    /// meanwhile, this one (`fresh`) is then closed, since postgres-nio
+    /// asserts that no connection is dropped open; else `fresh`.
+    static func keepingOne(current: PostgresConnection?, fresh: PostgresConnection) async -> PostgresConnection {
+        guard let current, !current.isClosed else { return fresh }
+        try? await fresh.close()
+        return current
+    }
+}
+
 /// The batched writes of ``BatchWriter`` in PostgreSQL's dialect: one
 /// statement per kind and step, the rows passed as arrays and unnested.
 struct PostgresWriter: BatchWriter {
@@ -422,20 +438,11 @@ struct PostgresWriter: BatchWriter {
     let logger: Logger
 
     func execute(_ sql: String) async throws {
-        try checkOpen()
-        try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+        _ = try await connection.checkedQuery(PostgresQuery(unsafeSQL: sql), logger: logger)
     }
 
     func query(_ sql: String, _ binds: PostgresBindings) async throws -> PostgresRowSequence {
-        try checkOpen()
-        return try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
-    }
-
-    /// A statement sent on a connection the server has closed is never
-    /// answered (the server's shutdown left the lane waiting forever): fail
-    /// it at once, so the caller's retry reconnects.
-    private func checkOpen() throws {
-        if connection.isClosed { throw PostgresStoreConnectionClosed() }
+        try await connection.checkedQuery(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
     }
 
     /// Runs a statement whose only row is one count.
