@@ -146,14 +146,12 @@ public struct PositionSealer: Sendable {
         var plain = [UInt8]()
         withUnsafeBytes(of: position.latE7.littleEndian) { plain += $0 }
         withUnsafeBytes(of: position.lonE7.littleEndian) { plain += $0 }
-        let box = try AES.GCM.seal(plain, using: keys[keyID]!, authenticating: Self.context(vin, sessionID))
-        return Array(box.combined!)
+        return try seal(plain, authenticating: Self.context(vin, sessionID))
     }
 
     /// Opens a value sealed by ``seal(_:vin:sessionID:)`` with the key `keyID`.
     public func open(_ sealed: [UInt8], keyID: String, vin: VIN, sessionID: String) throws -> Position {
-        guard let key = keys[keyID] else { throw SealingError.unknownKey(keyID) }
-        let plain = try AES.GCM.open(AES.GCM.SealedBox(combined: sealed), using: key, authenticating: Self.context(vin, sessionID))
+        let plain = try open(sealed, keyID: keyID, authenticating: Self.context(vin, sessionID))
         guard plain.count == 8 else { throw SealingError.malformed }
         let lat = plain.prefix(4).withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(as: Int32.self)) }
         let lon = plain.suffix(4).withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(as: Int32.self)) }
@@ -168,15 +166,23 @@ public struct PositionSealer: Sendable {
     /// session's reference) and marked as an id, so it can be neither moved
     /// to another row nor passed off as a position.
     public func sealSessionID(_ sessionID: String, vin: VIN, reference: String) throws -> [UInt8] {
-        let box = try AES.GCM.seal(Array(sessionID.utf8), using: keys[keyID]!, authenticating: Self.idContext(vin, reference))
-        return Array(box.combined!)
+        try seal(Array(sessionID.utf8), authenticating: Self.idContext(vin, reference))
     }
 
     /// Opens a session id sealed by ``sealSessionID(_:vin:reference:)`` with the key `keyID`.
     public func openSessionID(_ sealed: [UInt8], keyID: String, vin: VIN, reference: String) throws -> String {
+        String(decoding: try open(sealed, keyID: keyID, authenticating: Self.idContext(vin, reference)), as: UTF8.self)
+    }
+
+    /// `plain` sealed with the current key (nonce, ciphertext and tag in AES-GCM's combined form).
+    private func seal(_ plain: [UInt8], authenticating context: [UInt8]) throws -> [UInt8] {
+        Array(try AES.GCM.seal(plain, using: keys[keyID]!, authenticating: context).combined!)
+    }
+
+    /// What ``seal(_:authenticating:)`` sealed with the key `keyID`.
+    private func open(_ sealed: [UInt8], keyID: String, authenticating context: [UInt8]) throws -> Data {
         guard let key = keys[keyID] else { throw SealingError.unknownKey(keyID) }
-        let plain = try AES.GCM.open(AES.GCM.SealedBox(combined: sealed), using: key, authenticating: Self.idContext(vin, reference))
-        return String(decoding: plain, as: UTF8.self)
+        return try AES.GCM.open(AES.GCM.SealedBox(combined: sealed), using: key, authenticating: context)
     }
 
     private static func idContext(_ vin: VIN, _ reference: String) -> [UInt8] {
