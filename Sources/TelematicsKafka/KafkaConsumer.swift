@@ -391,20 +391,19 @@ public final class KafkaConsumer: @unchecked Sendable {
     public func close(timeout: Duration = .seconds(20)) async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let rk = SendableHandle(handle)
-        let finished = Atomic<Bool>(false)
         let state = self.state
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let once = OnceResumer(continuation)
             pollThread.submit {
                 rd_kafka_consumer_close(rk.raw)
-                finished.store(true, ordering: .releasing)
                 once.resume()
             }
             let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
             DispatchQueue.global().asyncAfter(deadline: .now() + seconds) {
-                guard !finished.load(ordering: .acquiring) else { return }
-                state.record(KafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT, context: "consumer close did not finish within \(timeout); left behind"))
-                once.resume()
+                // Only when the close had not returned first.
+                if once.resume() {
+                    state.record(KafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT, context: "consumer close did not finish within \(timeout); left behind"))
+                }
             }
         }
     }
@@ -448,10 +447,14 @@ func partitionErrors(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_
 final class OnceResumer: Sendable {
     private let continuation: Mutex<CheckedContinuation<Void, Never>?>
     init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = Mutex(continuation) }
-    func resume() {
+    /// Resumes it if nobody did; whether this call did.
+    @discardableResult
+    func resume() -> Bool {
         continuation.withLock { c in
-            c?.resume()
+            guard let pending = c else { return false }
+            pending.resume()
             c = nil
+            return true
         }
     }
 }
