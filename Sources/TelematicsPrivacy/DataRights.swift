@@ -72,7 +72,7 @@ public struct DataRights: Sendable {
             ("maintenance_cases", .array(cases.map(JSON.maintenanceCase))),
             ("charge_sessions", .array(sessions)),
             ("traffic_probes", .array(probes)),
-            ("callcentre_alerts", .array(try alertRecords.map(Self.alert))),
+            ("callcentre_alerts", .array(try alertRecords.map { r throws(StoreError) in try Self.alert(r, backend: store.backend) })),
             ("retention", .object(RetentionPolicy.Period.allCases.map { ($0.rawValue, .string(Duration.describeMs(policy[$0]))) })),
         ])
     }
@@ -107,13 +107,13 @@ public struct DataRights: Sendable {
     }
 
     /// An alert record as JSON (its own Codable form).
-    static func alert(_ record: AlertRecord) throws(StoreError) -> JSON {
+    static func alert(_ record: AlertRecord, backend: StoreBackend) throws(StoreError) -> JSON {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         do {
             return .raw(String(decoding: try encoder.encode(record), as: UTF8.self))
         } catch {
-            throw StoreError(backend: .sqlite, operation: "export", message: "alert \(record.id) cannot be written as JSON: \(error)")
+            throw StoreError(backend: backend, operation: "export", message: "alert \(record.id) cannot be written as JSON: \(error)")
         }
     }
 
