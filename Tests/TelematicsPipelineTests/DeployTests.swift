@@ -21,16 +21,7 @@ private func documents(_ url: URL) throws -> [Any] {
 
 /// A tool installed by Deploy/setup.sh (Deploy/tools-requirements.txt), run to completion.
 private func tool(_ name: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = [name] + arguments
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let data = ProcessOutput.readToEnd(out.fileHandleForReading)
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    try ProcessOutput.run([name] + arguments, withStandardError: true)
 }
 
 /// Fails the test (never skips it) when `name` is not on PATH: CI installs it.

@@ -93,19 +93,11 @@ final class LaneSampler: Sendable {
 /// Runs `sqlite3 -readonly FILE SQL` beside whatever else has the database
 /// open (WAL allows a reader); its output trimmed, nil if it could not run.
 func sqlite3(_ file: String, _ sql: String) -> String? {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["sqlite3", "-readonly", file, sql]
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle.nullDevice
-    guard (try? p.run()) != nil else { return nil }
-    let text = String(decoding: ProcessOutput.readToEnd(out.fileHandleForReading), as: UTF8.self)
-    p.waitUntilExit()
+    guard let (status, text) = try? ProcessOutput.run(["sqlite3", "-readonly", file, sql]) else { return nil }
     // What it printed counts even when it exits non-zero (a reader beside a
     // writer can be told the database is busy after printing its answer).
     let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-    return trimmed.isEmpty && p.terminationStatus != 0 ? nil : trimmed
+    return trimmed.isEmpty && status != 0 ? nil : trimmed
 }
 
 /// A tmpfs mounted on a new temporary directory, to fill up or to make

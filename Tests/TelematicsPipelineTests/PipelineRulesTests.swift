@@ -192,13 +192,5 @@ private func SHA256Digest(_ bytes: [UInt8]) -> String {
 
 /// `sqlite3 FILE .dump TABLE...`: the rows of those tables as SQL text.
 private func sqliteDump(_ file: String, tables: [String]) throws -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["sqlite3", file] + tables.map { ".dump \($0)" }
-    let out = Pipe()
-    p.standardOutput = out
-    try p.run()
-    let data = ProcessOutput.readToEnd(out.fileHandleForReading)
-    p.waitUntilExit()
-    return String(decoding: data, as: UTF8.self)
+    try ProcessOutput.run(["sqlite3", file] + tables.map { ".dump \($0)" }).output
 }

@@ -96,20 +96,12 @@ func parse(_ text: String) throws -> [String: Any] {
     return object
 }
 
-/// Runs a tool to completion; its standard output, or an error when it fails.
-func tool(_ path: String, _ arguments: [String]) throws -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = arguments
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle.nullDevice
-    try p.run()
-    let data = ProcessOutput.readToEnd(out.fileHandleForReading)
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw CocoaError(.executableLoad) }
-    return String(decoding: data, as: UTF8.self)
+/// Runs a tool (on PATH) to completion; its standard output, or an error when it fails.
+func tool(_ arguments: [String]) throws -> String {
+    let (status, output) = try ProcessOutput.run(arguments)
+    guard status == 0 else { throw CocoaError(.executableLoad) }
+    return output
 }
 
 /// `sqlite3 -bail FILE SQL`: its output.
-func sqlite3(_ file: String, _ sql: String) throws -> String { try tool("/usr/bin/sqlite3", ["-bail", file, sql]) }
+func sqlite3(_ file: String, _ sql: String) throws -> String { try tool(["sqlite3", "-bail", file, sql]) }

@@ -117,4 +117,4 @@ private func firstLine(of pipe: Pipe) throws -> String? {
     return line.isEmpty ? nil : String(decoding: line, as: UTF8.self)
 }
 
-private func kcat(_ arguments: [String]) throws -> String { try tool("/usr/bin/kcat", arguments) }
+private func kcat(_ arguments: [String]) throws -> String { try tool(["kcat"] + arguments) }

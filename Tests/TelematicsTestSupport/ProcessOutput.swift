@@ -5,6 +5,22 @@ import Foundation
 /// whole test process when a read is interrupted by a signal (EINTR), which
 /// the SIGCHLD of any other test's child can cause. These retry instead.
 public enum ProcessOutput {
+    /// Runs `arguments[0]` (looked up on PATH) with the rest to completion:
+    /// its exit status and standard output, standard error too when
+    /// `withStandardError` (discarded otherwise).
+    public static func run(_ arguments: [String], withStandardError: Bool = false) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = arguments
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = withStandardError ? out : FileHandle.nullDevice
+        try p.run()
+        let data = readToEnd(out.fileHandleForReading)
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
     /// Everything until end of file.
     public static func readToEnd(_ handle: FileHandle) -> Data {
         var data = Data()
