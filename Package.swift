@@ -135,7 +135,7 @@ let package = Package(
         .target(
             name: "TelematicsTestSupport",
             dependencies: [
-                "TelematicsStores",
+                "TelematicsStores", "TelematicsKafka",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

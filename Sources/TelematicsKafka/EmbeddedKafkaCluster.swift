@@ -1,4 +1,5 @@
 import CRdKafka
+import Synchronization
 
 /// An in-process Kafka cluster for tests, demos and `telematics broker`:
 /// librdkafka's mock cluster (`rdkafka_mock.h`), a real Kafka-protocol
@@ -75,15 +76,31 @@ public final class EmbeddedKafkaCluster: @unchecked Sendable {
 
     /// Takes broker `id` down: its connections close and it refuses new ones.
     public func setBrokerDown(_ id: Int32) throws(KafkaError) {
-        let err = rd_kafka_mock_broker_set_down(cluster, id)
+        let err = Self.brokerSwitch.withLock { _ in rd_kafka_mock_broker_set_down(cluster, id) }
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: "broker \(id) down") }
     }
 
     /// Brings broker `id` back.
     public func setBrokerUp(_ id: Int32) throws(KafkaError) {
-        let err = rd_kafka_mock_broker_set_up(cluster, id)
+        let err = Self.brokerSwitch.withLock { _ in rd_kafka_mock_broker_set_up(cluster, id) }
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: "broker \(id) up") }
     }
+
+    /// Starts a child process (`start` calls `Process.run` or
+    /// `posix_spawn`) so that no broker of this process goes down meanwhile.
+    ///
+    /// Taking a broker down, librdkafka 2.0.2 closes its listening socket
+    /// and at once binds the port again, and aborts the whole process when
+    /// that bind fails. It fails while a child being spawned holds a copy of
+    /// the descriptor table: until the child's exec closes the copies, the
+    /// old socket is still listening on the port. A process that spawns
+    /// children while its brokers go down (a test suite) starts them here.
+    public static func startingProcess<T, E: Error>(_ start: () throws(E) -> T) throws(E) -> T {
+        try brokerSwitch.withLock { _ throws(E) in try start() }
+    }
+
+    /// Held while a broker goes down or up, and while a child process starts.
+    private static let brokerSwitch = Mutex<Void>(())
 
     /// Delays every response of broker `id` by `milliseconds`.
     public func setRoundTripTime(broker id: Int32, milliseconds: Int) throws(KafkaError) {

@@ -97,7 +97,7 @@ final class BrowserDriver: @unchecked Sendable {
         process.standardInput = FileHandle.nullDevice
         let (stream, continuation) = AsyncStream.makeStream(of: String.self)
         lines = stream
-        try process.run()
+        try process.start()
         let handle = pipe.fileHandleForReading
         // A blocking reader on a thread of its own, off the cooperative pool.
         Thread.detachNewThread { [self] in

@@ -17,7 +17,7 @@ struct CommandTests {
         let stdout = Pipe()
         broker.standardOutput = stdout
         broker.standardError = FileHandle.nullDevice
-        try broker.run()
+        try broker.start()
         defer {
             broker.terminate()
             broker.waitUntilExit()
@@ -49,7 +49,7 @@ struct CommandTests {
         produce.executableURL = executable
         produce.arguments = ["produce", "--brokers", bootstrap, capture]
         produce.standardError = FileHandle.nullDevice
-        try produce.run()
+        try produce.start()
         produce.waitUntilExit()
         #expect(produce.terminationStatus == 0)
 

@@ -1,6 +1,8 @@
 import FleetSimulator
 import Foundation
+import Synchronization
 import TelematicsKafka
+import TelematicsTestSupport
 import TelematicsWire
 import Testing
 
@@ -187,6 +189,40 @@ struct KafkaLayerTests {
         #expect(summary.failures.count == 5)
         #expect(summary.failures.allSatisfy { $0.error?.code == .messageTimedOut })
         #expect(summary.error?.code == .messageTimedOut)
+        try? await producer.close(timeoutMs: 500)
+    }
+
+    @Test("brokers go down and up while other tests start child processes, without librdkafka aborting the test process")
+    func brokerSwitchBesideSpawns() async throws {
+        // Without EmbeddedKafkaCluster.startingProcess around both, this
+        // aborts the test process within a few hundred switches: a child
+        // spawned as a broker goes down holds its old listening socket, and
+        // librdkafka asserts when binding the port again fails.
+        let cluster = try EmbeddedKafkaCluster(brokers: 1)
+        try cluster.createTopic("telematics.consent", partitions: 1)
+        let switching = Atomic<Bool>(true)
+        let spawned = Atomic<Int>(0)
+        let spawners = (0..<2).map { _ in
+            Thread {
+                while switching.load(ordering: .relaxed) {
+                    let child = Process()
+                    child.executableURL = URL(fileURLWithPath: "/bin/true")
+                    guard (try? child.start()) != nil else { continue }
+                    child.waitUntilExit()
+                    spawned.add(1, ordering: .relaxed)
+                }
+            }
+        }
+        spawners.forEach { $0.start() }
+        for _ in 0..<100 {
+            try cluster.setBrokerDown(1)
+            try cluster.setBrokerUp(1)
+        }
+        switching.store(false, ordering: .relaxed)
+        #expect(spawned.load(ordering: .relaxed) > 0, "children were started meanwhile")
+        let producer = try KafkaProducer(configuration: .init(bootstrap: cluster.bootstrap))
+        let summary = try await producer.deliver([KafkaProducerMessage(topic: "telematics.consent", key: nil, value: [1])])
+        #expect(summary.delivered == 1 && summary.failures.isEmpty, "broker 1 serves after the switches")
         try? await producer.close(timeoutMs: 500)
     }
 

@@ -113,7 +113,7 @@ final class TmpfsMount {
         p.arguments = Array(arguments.dropFirst())
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return false }
+        guard (try? p.start()) != nil else { return false }
         p.waitUntilExit()
         return p.terminationStatus == 0
     }

@@ -115,10 +115,11 @@ struct MultiInstanceTests {
         configuration.mix = FleetSimulator.Mix(rtti: 70, teleservice: 15, charging: 13, consent: 0, hvWarn: 2)
         var fleet = try FleetSimulator(configuration: configuration)
         let records = (0..<20_000).map { _ in fleet.next() }
-        // A first part, until the group is storing; then the rest, and the
-        // kill while the members work through it (on a quiet machine the
-        // group stores 20,000 records faster than a poll of the store sees
-        // the first of them, so a kill after "storing" alone came too late).
+        // A first part, until the group is storing; then the rest in small
+        // steps, with the kill half-way through them: records published after
+        // the kill cannot have been stored before it, so the kill always comes
+        // mid-run (a kill after a fixed pause came after the end whenever the
+        // group was faster than the pause).
         try await broker.publish(Array(records.prefix(6_000)))
         note("published the first part")
         let observer = try await PostgresStore(url: shared)
@@ -126,22 +127,28 @@ struct MultiInstanceTests {
         while try await observer.stats().teleserviceCalls == 0 && Date() < deadline {
             try await Task.sleep(for: .milliseconds(50))
         }
-        try await broker.publish(Array(records.dropFirst(6_000)))
-        note("published the rest")
-        // SIGKILL the first member mid-way: no drain, no commit, its
-        // partitions held until its session times out.
-        try await Task.sleep(for: .milliseconds(150))
+        let steps = stride(from: 6_000, to: records.count, by: 1_000).map { records[$0 ..< min($0 + 1_000, records.count)] }
         let victim = instances[0]
-        // The victim is a working member: it has routed records.
-        let victimMetrics = await victim.get("metrics")?.1 ?? ""
-        let routed = victimMetrics.matches(of: /\ntelematics_records_total\{[^}]*\} ([0-9.e+]+)/).compactMap { Double($0.output.1) }.reduce(0, +)
-        #expect(routed > 0, "the victim routed records before the kill: \(victimMetrics)")
-        #expect(victim.process.isRunning, "the victim was still working")
-        kill(victim.process.processIdentifier, SIGKILL)
-        victim.process.waitUntilExit()
-        #expect(victim.process.terminationReason == .uncaughtSignal)
-        let atKill = try await observer.stats()
-        note("killed")
+        var routed = 0.0
+        var atKill: StoreStats?
+        for (i, step) in steps.enumerated() {
+            try await broker.publish(Array(step))
+            guard i == steps.count / 2 else { continue }
+            // SIGKILL the first member while records flow: no drain, no
+            // commit, its partitions held until its session times out.
+            // The victim is a working member: it has routed records.
+            let victimMetrics = await victim.get("metrics")?.1 ?? ""
+            routed = victimMetrics.matches(of: /\ntelematics_records_total\{[^}]*\} ([0-9.e+]+)/).compactMap { Double($0.output.1) }.reduce(0, +)
+            #expect(routed > 0, "the victim routed records before the kill: \(victimMetrics)")
+            #expect(victim.process.isRunning, "the victim was still working")
+            kill(victim.process.processIdentifier, SIGKILL)
+            victim.process.waitUntilExit()
+            #expect(victim.process.terminationReason == .uncaughtSignal)
+            atKill = try await observer.stats()
+            note("killed after \(6_000 + (i + 1) * 1_000) records were published")
+        }
+        note("published the rest")
+        let stored = try #require(atKill)
 
         // A survivor's /metrics carry what the dashboard and alert rules use.
         let metrics = await instances[1].get("metrics")
@@ -165,7 +172,7 @@ struct MultiInstanceTests {
         let got = try await observer.stats()
         let expected = try await cleanStore.stats()
         #expect(expected.teleserviceCalls > 0 && expected.probePoints > 0 && expected.chargeSessions > 0)
-        #expect(atKill.probePoints < expected.probePoints, "the kill came before the end: \(atKill)")
+        #expect(stored.probePoints < expected.probePoints, "the kill came before the end: \(stored)")
         #expect(got == expected, "three members, one killed: \(got); one uninterrupted: \(expected)")
         // Aggregates are sums: a batch applied twice would show here even with every row count right.
         let aggregates = try await observer.trafficAggregates(sinceMinute: 0, limit: 1_000_000)
@@ -186,7 +193,7 @@ struct MultiInstanceTests {
                  "\(alerts.count) alerts, \(cleanAlerts.count) in the clean run")
         await TestPostgres.dropDatabase(url: shared)
         await TestPostgres.dropDatabase(url: clean)
-        print("multi-instance: \(records.count) records, the victim routed \(Int(routed)) before the kill, store at the kill \(atKill.probePoints)/\(expected.probePoints) probe points, "
+        print("multi-instance: \(records.count) records, the victim routed \(Int(routed)) before the kill, store at the kill \(stored.probePoints)/\(expected.probePoints) probe points, "
             + "\(redelivered) records redelivered after the kill and stored once, \(alerts.count) alerts")
     }
 }

@@ -15,7 +15,7 @@ public enum ProcessOutput {
         let out = Pipe()
         p.standardOutput = out
         p.standardError = withStandardError ? out : FileHandle.nullDevice
-        try p.run()
+        try p.start()
         let data = readToEnd(out.fileHandleForReading)
         p.waitUntilExit()
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))

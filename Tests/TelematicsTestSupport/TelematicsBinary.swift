@@ -34,7 +34,7 @@ public enum TelematicsBinary {
         p.standardOutput = out
         p.standardError = err
         p.standardInput = input
-        try p.run()
+        try p.start()
         if let stdin { input.fileHandleForWriting.write(stdin) }
         try input.fileHandleForWriting.close()
         // Both pipes at once: a child filling one while we wait on the other would never finish.
@@ -57,7 +57,7 @@ public enum TelematicsBinary {
         p.arguments = arguments
         p.standardOutput = stdout ?? FileHandle.nullDevice
         p.standardError = stderr ?? FileHandle.nullDevice
-        try p.run()
+        try p.start()
         return p
     }
 }

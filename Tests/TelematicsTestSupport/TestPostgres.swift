@@ -1,4 +1,5 @@
 import Foundation
+import TelematicsKafka
 import Logging
 import PostgresNIO
 import Testing
@@ -270,7 +271,8 @@ public actor TestPostgres {
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
         var pid: pid_t = 0
-        guard posix_spawn(&pid, arguments[0], &actions, &attributes, &argv, environ) == 0 else { return nil }
+        let spawned = EmbeddedKafkaCluster.startingProcess { posix_spawn(&pid, arguments[0], &actions, &attributes, &argv, environ) }
+        guard spawned == 0 else { return nil }
         return pid
     }
 

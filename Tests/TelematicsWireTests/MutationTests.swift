@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TelematicsTestSupport
 import TelematicsWire
 
 /// Damages records the ways a network, a disk or a hostile sender would.
@@ -132,7 +133,7 @@ enum ReferenceDecoder {
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["python3", "-c", "import zstandard, google.protobuf, grpc_tools"]
         p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return false }
+        guard (try? p.start()) != nil else { return false }
         p.waitUntilExit()
         return p.terminationStatus == 0
     }()
@@ -151,7 +152,7 @@ enum ReferenceDecoder {
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["python3", script!.path, "decode", capture.path, "--dict-dir", Fixtures.dictionaryDirectory.path]
         p.standardOutput = try FileHandle(forWritingTo: out)
-        try p.run()
+        try p.start()
         p.waitUntilExit()
         guard p.terminationStatus == 0 else { throw CocoaError(.fileReadUnknown) }
         let text = try String(contentsOf: out, encoding: .utf8)
