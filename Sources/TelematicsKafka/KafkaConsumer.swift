@@ -353,16 +353,34 @@ public final class KafkaConsumer: @unchecked Sendable {
         return (low, high)
     }
 
+    /// The low and high watermarks of a partition as the client last saw
+    /// them in a fetch response, without a round trip; nil before the first.
+    public func cachedWatermarks(_ partition: KafkaTopicPartition) -> (low: Int64, high: Int64)? {
+        guard !closed.load(ordering: .acquiring) else { return nil }
+        var low: Int64 = 0
+        var high: Int64 = 0
+        let err = rd_kafka_get_watermark_offsets(handle, partition.topic, partition.partition, &low, &high)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { return nil }
+        return (max(low, 0), high)
+    }
+
     /// The group's lag on `partitions` (default: the current assignment):
     /// high watermark minus committed offset (minus the low watermark when
-    /// nothing is committed). Asks the brokers; for a cheap periodic figure
-    /// use ``statistics`` instead.
-    public func lag(of partitions: [KafkaTopicPartition]? = nil) async throws(KafkaError) -> [KafkaTopicPartition: Int64] {
+    /// nothing is committed).
+    ///
+    /// With `fresh`, every partition's watermarks are asked of its leader:
+    /// one round trip per partition, on the thread that also makes
+    /// synchronous commits, so a few hundred partitions take a while (and
+    /// hold a revoke's commit back meanwhile). Without it, the watermarks
+    /// the fetches brought are used, and only partitions not fetched yet are
+    /// asked: what a periodic figure (a status line, a gauge) wants.
+    public func lag(of partitions: [KafkaTopicPartition]? = nil, fresh: Bool = true) async throws(KafkaError) -> [KafkaTopicPartition: Int64] {
         let partitions = partitions ?? assignment
         let committed = try await committed(partitions)
         var lag: [KafkaTopicPartition: Int64] = [:]
         for p in partitions {
-            let (low, high) = try await watermarks(p)
+            let cached = fresh ? nil : cachedWatermarks(p)
+            let (low, high) = if let cached { cached } else { try await watermarks(p) }
             let position = committed[p].flatMap { $0 >= 0 ? $0 : nil } ?? low
             lag[p] = max(0, high - position)
         }

@@ -164,7 +164,7 @@ public final class BulkLane: Service, Sendable {
                     // here, so the group's lag per partition is the maximum over members.
                     var reported: Set<KafkaTopicPartition> = []
                     while polling.load(ordering: .relaxed) {
-                        if let lag = try? await consumer.lag() {
+                        if let lag = try? await consumer.lag(fresh: false) {
                             let total = lag.values.reduce(0, +)
                             self.statistics.update { $0.lag = total }
                             self.lagGauge.record(total)

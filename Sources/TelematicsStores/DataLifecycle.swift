@@ -34,12 +34,12 @@ public enum RetentionRule: String, CaseIterable, Sendable, Hashable {
         }
     }
 
-    /// The table's primary key columns.
+    /// The table's primary key columns (the unique key of `probes`).
     var keyColumns: String {
         switch self {
-        case .rawProbes: "pseudonym, sequence"
-        case .trafficMemberships: "tile, minute_ms, pseudonym"
-        case .trafficAggregates: "tile, minute_ms"
+        case .rawProbes: "t_ms, pseudonym, sequence"
+        case .trafficMemberships: "minute_ms, tile, pseudonym"
+        case .trafficAggregates: "minute_ms, tile"
         case .trafficSpeedBuckets: "tile, minute_ms, bucket"
         case .chargeSessions: "vin, session_id"
         case .teleserviceCalls: "vin, sequence"

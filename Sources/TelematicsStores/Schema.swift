@@ -11,10 +11,10 @@
 ///   (a partial unique index enforces it).
 /// - `charge_sessions`: keyed (vin, session_id); the position only sealed.
 /// - `probes` (version 3; `probe_points` before): one row per pseudonymised
-///   RTTI probe, keyed (pseudonym, sequence), its points packed in a blob
+///   RTTI probe, unique by (t_ms, pseudonym, sequence), its points packed in a blob
 ///   (``ProbePacking``): a row per probe, not twenty per probe.
-/// - `traffic_aggregates`, `traffic_speed_buckets`: per (tile, minute), no
-///   vehicle reference; `traffic_vehicles` (tile, minute, pseudonym) only
+/// - `traffic_aggregates`, `traffic_speed_buckets`: per (minute, tile), no
+///   vehicle reference; `traffic_vehicles` (minute, tile, pseudonym) only
 ///   makes the distinct-vehicle count idempotent.
 /// - `pipeline_counters` (version 2): running totals of the pipeline
 ///   (`processed.rtti_probe`, `stored.probe_point`, ...), added to in the
@@ -38,11 +38,20 @@
 /// It also indexes what retention deletes by time (sessions by end, calls by
 /// time, closed cases by closing); raw probes and aggregates had theirs.
 ///
+/// Version 6 keys the traffic tables by time first: `traffic_aggregates`
+/// (minute_ms, tile), `traffic_vehicles` (minute_ms, tile, pseudonym) and
+/// `probes` unique by (t_ms, pseudonym, sequence). Keyed by tile or
+/// pseudonym first, every row of a batch landed on a B-tree page of its
+/// own, so a batch of 2,000 records dirtied thousands of pages; keyed by
+/// time, its rows land together at the end. SQLite keeps the aggregates
+/// and memberships WITHOUT ROWID and the histogram sparse
+/// (``SpeedHistogram/packed``).
+///
 /// Version 2 also indexes the cross-vehicle reads of the `query` command:
 /// maintenance cases by service partner, traffic aggregates by minute.
 enum Schema {
     /// The version this code writes.
-    static let version = 5
+    static let version = 6
 
     /// Migrations of SQLite, by version (index 0 is version 1). A migration
     /// is never edited once released: existing databases ran it already.
@@ -143,6 +152,45 @@ enum Schema {
         "CREATE INDEX charge_sessions_ended ON charge_sessions (ended_at_ms)",
         "CREATE INDEX teleservice_calls_recorded ON teleservice_calls (recorded_at_ms)",
         "CREATE INDEX maintenance_cases_closed ON maintenance_cases (closed_at_ms) WHERE state = 'closed'",
+    ], [
+        // Version 6: the traffic tables keyed by time first, so that a batch's
+        // writes land at the end of each B-tree instead of on a page per row.
+        // Aggregates and memberships become WITHOUT ROWID tables on
+        // (minute, tile[, pseudonym]); the histogram is stored sparse.
+        """
+        CREATE TABLE traffic_aggregates_6 (
+            minute_ms INTEGER NOT NULL, tile INTEGER NOT NULL,
+            point_count INTEGER NOT NULL, vehicle_count INTEGER NOT NULL, speed_sum_dkmh INTEGER NOT NULL,
+            speed_histogram BLOB,
+            PRIMARY KEY (minute_ms, tile)) WITHOUT ROWID
+        """,
+        """
+        INSERT INTO traffic_aggregates_6
+        SELECT minute_ms, tile, point_count, vehicle_count, speed_sum_dkmh, tm_hist_from_dense(speed_histogram) FROM traffic_aggregates
+        """,
+        "DROP TABLE traffic_aggregates",
+        "ALTER TABLE traffic_aggregates_6 RENAME TO traffic_aggregates",
+        """
+        CREATE TABLE traffic_vehicles_6 (
+            minute_ms INTEGER NOT NULL, tile INTEGER NOT NULL, pseudonym TEXT NOT NULL,
+            PRIMARY KEY (minute_ms, tile, pseudonym)) WITHOUT ROWID
+        """,
+        "INSERT INTO traffic_vehicles_6 SELECT minute_ms, tile, pseudonym FROM traffic_vehicles",
+        "DROP TABLE traffic_vehicles",
+        "ALTER TABLE traffic_vehicles_6 RENAME TO traffic_vehicles",
+        // Probes stay a rowid table (their rows are large), unique by
+        // (t_ms, pseudonym, sequence): a redelivered probe has the same first
+        // point, and the index grows at its end. Reads by pseudonym (export,
+        // erase) scan the day's probes.
+        """
+        CREATE TABLE probes_6 (
+            pseudonym TEXT NOT NULL CHECK (length(pseudonym) > 0), sequence INTEGER NOT NULL,
+            t_ms INTEGER NOT NULL, point_count INTEGER NOT NULL, points BLOB NOT NULL,
+            UNIQUE (t_ms, pseudonym, sequence))
+        """,
+        "INSERT INTO probes_6 SELECT pseudonym, sequence, t_ms, point_count, points FROM probes ORDER BY t_ms",
+        "DROP TABLE probes",
+        "ALTER TABLE probes_6 RENAME TO probes",
     ]]
 
     /// Migrations of PostgreSQL, by version (index 0 is version 1).
@@ -238,6 +286,14 @@ enum Schema {
         "CREATE INDEX charge_sessions_ended ON charge_sessions (ended_at_ms)",
         "CREATE INDEX teleservice_calls_recorded ON teleservice_calls (recorded_at_ms)",
         "CREATE INDEX maintenance_cases_closed ON maintenance_cases (closed_at_ms) WHERE state = 'closed'",
+    ], [
+        // Version 6: as SQLite's, the traffic keys by time first (the
+        // histogram stays bigint[], added element-wise).
+        "ALTER TABLE traffic_aggregates DROP CONSTRAINT traffic_aggregates_pkey, ADD PRIMARY KEY (minute_ms, tile)",
+        "DROP INDEX traffic_aggregates_minute",
+        "ALTER TABLE traffic_vehicles DROP CONSTRAINT traffic_vehicles_pkey, ADD PRIMARY KEY (minute_ms, tile, pseudonym)",
+        "ALTER TABLE probes DROP CONSTRAINT probes_pkey, ADD CONSTRAINT probes_key UNIQUE (t_ms, pseudonym, sequence)",
+        "DROP INDEX probes_t_ms",
     ]]
 
     /// Tables counted by `stats()`, with the counting SQL.

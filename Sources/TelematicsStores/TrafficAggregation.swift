@@ -42,23 +42,62 @@ public struct SpeedHistogram: Hashable, Sendable {
         for (i, n) in other.counts.enumerated() where n != 0 { counts[i] += n }
     }
 
-    /// The stored form in SQLite (`traffic_aggregates.speed_histogram`):
-    /// ``bucketCount`` little-endian 32-bit counts.
+    /// The stored form in SQLite (`traffic_aggregates.speed_histogram`,
+    /// schema 6): for each bucket that holds points, in bucket order, the
+    /// bucket's index (one byte) and its count (LEB128 varint). Most
+    /// aggregates see a few speeds, so this is a few bytes, not the 244 of
+    /// the dense form of schema 4 and 5 (which the schema-6 migration
+    /// converts with ``fromDense(_:)``).
     var packed: [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(Self.bucketCount * 4)
-        for n in counts { withUnsafeBytes(of: UInt32(clamping: n).littleEndian) { out.append(contentsOf: $0) } }
+        for (bucket, n) in counts.enumerated() where n > 0 {
+            out.append(UInt8(bucket))
+            var v = UInt64(n)
+            while v >= 0x80 {
+                out.append(UInt8(truncatingIfNeeded: v) | 0x80)
+                v >>= 7
+            }
+            out.append(UInt8(v))
+        }
         return out
     }
 
-    /// A histogram from its stored form; nil when the length is wrong.
+    /// A histogram from its stored form; nil when it is malformed (a bucket
+    /// out of range or out of order, a count cut short).
     init?(packed bytes: some Collection<UInt8>) {
-        let bytes = Array(bytes)
-        guard bytes.count == Self.bucketCount * 4 else { return nil }
         self.init()
-        for i in 0..<Self.bucketCount {
-            counts[i] = (0..<4).reduce(0) { $0 | Int(bytes[4 * i + $1]) << (8 * $1) }
+        var i = bytes.startIndex
+        var previous = -1
+        while i < bytes.endIndex {
+            let bucket = Int(bytes[i])
+            guard bucket > previous, bucket < Self.bucketCount else { return nil }
+            previous = bucket
+            i = bytes.index(after: i)
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while true {
+                guard i < bytes.endIndex, shift < 63 else { return nil }
+                let byte = bytes[i]
+                i = bytes.index(after: i)
+                value |= UInt64(byte & 0x7F) << shift
+                if byte < 0x80 { break }
+                shift += 7
+            }
+            counts[bucket] = Int(clamping: value)
         }
+    }
+
+    /// The dense stored form of schema 4 and 5 (``bucketCount``
+    /// little-endian 32-bit counts) in the form of schema 6; nil when the
+    /// length is wrong.
+    static func fromDense(_ bytes: some Collection<UInt8>) -> [UInt8]? {
+        let bytes = Array(bytes)
+        guard bytes.count == bucketCount * 4 else { return nil }
+        var histogram = SpeedHistogram()
+        for i in 0..<bucketCount {
+            histogram.counts[i] = (0..<4).reduce(0) { $0 | Int(bytes[4 * i + $1]) << (8 * $1) }
+        }
+        return histogram.packed
     }
 
     /// A histogram from PostgreSQL's `bigint[]` form (missing buckets are 0).

@@ -166,6 +166,10 @@ struct ConsumerControlTests {
 
         #expect(try await consumer.lag(of: [p0, p1]) == expected)
         #expect(try await consumer.lag() == expected, "the default is the assignment")
+        // The watermarks the fetches brought give the same figure without a round trip.
+        #expect(consumer.cachedWatermarks(p0).map { [$0.low, $0.high] } == [0, 100])
+        #expect(consumer.cachedWatermarks(p1).map { [$0.low, $0.high] } == [0, 60])
+        #expect(try await consumer.lag(fresh: false) == expected)
         #expect(try await consumer.watermarks(p0) == (low: 0, high: 100))
         #expect(try await consumer.watermarks(p1) == (low: 0, high: 60))
 
@@ -176,6 +180,7 @@ struct ConsumerControlTests {
         ])
         #expect(try await pollUntil([consumer], seconds: 5) { consumer.statistics?.totalConsumerLag == 0 })
         #expect(try await consumer.lag() == [p0: 0, p1: 0])
+        #expect(try await consumer.lag(fresh: false) == [p0: 0, p1: 0])
         await consumer.close()
         try await producer.close()
     }

@@ -184,6 +184,86 @@ struct SchemaUpgradeTests {
     }
 }
 
+/// Schema 6 keys the traffic tables by time first and stores SQLite's
+/// histograms sparse: a version-5 database keeps its traffic data.
+@Suite("Schema version 6")
+struct SchemaSixUpgradeTests {
+    @Test("a version-5 database keeps its aggregates (dense histograms made sparse), memberships and probes; a redelivered old probe is still a duplicate",
+          arguments: StoreKind.allCases)
+    func upgradeKeepsTraffic(kind: StoreKind) async throws {
+        // Tile 7, minute t0: 3 points at 50 km/h (bucket 10) of pseudonym p-old, sequence 1.
+        let old = points("p-old", sequence: 1, count: 3, speedKmh: 50)
+        let blob = ProbePacking.pack(old)
+        var dense = [UInt8](repeating: 0, count: SpeedHistogram.bucketCount * 4)
+        dense[10 * 4] = 3
+        let hex = { (bytes: [UInt8]) in bytes.map { String(format: "%02x", $0) }.joined() }
+        let database: V1Database
+        switch kind {
+        case .sqlite:
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("telematics-v5-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            database = .sqlite(directory)
+            try await database.execute(
+                ["CREATE TABLE schema_version (version INTEGER NOT NULL)"] + Schema.sqlite[0..<5].flatMap { $0 } + [
+                    "INSERT INTO schema_version (version) VALUES (5)",
+                    "INSERT INTO traffic_aggregates (tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh, speed_histogram) VALUES (7, \(t0), 3, 1, 1500, x'\(hex(dense))')",
+                    "INSERT INTO traffic_vehicles VALUES (7, \(t0), 'p-old')",
+                    "INSERT INTO probes VALUES ('p-old', 1, \(t0), 3, x'\(hex(blob))')",
+                ])
+        case .postgres:
+            database = .postgres(try await TestPostgres.url())
+            var array = [Int](repeating: 0, count: SpeedHistogram.bucketCount)
+            array[10] = 3
+            try await database.execute(
+                ["CREATE TABLE schema_version (version integer NOT NULL)"] + Schema.postgres[0..<5].flatMap { $0 } + [
+                    "INSERT INTO schema_version (version) VALUES (5)",
+                    "INSERT INTO traffic_aggregates (tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh, speed_histogram) VALUES (7, \(t0), 3, 1, 1500, '{\(array.map(String.init).joined(separator: ","))}')",
+                    "INSERT INTO traffic_vehicles VALUES (7, \(t0), 'p-old')",
+                    "INSERT INTO probes VALUES ('p-old', 1, \(t0), 3, '\\x\(hex(blob))'::bytea)",
+                ])
+        }
+        do {
+            let store = try await database.open()
+            do {
+                let before = try #require(try await store.trafficAggregates(tile: 7, fromMinute: t0, toMinute: t0).first)
+                #expect(before.pointCount == 3 && before.vehicleCount == 1 && before.histogram.counts[10] == 3 && before.histogram.total == 3)
+                #expect(try await store.probePoints(pseudonym: "p-old") == old)
+                // The old probe again: a duplicate, nothing added. A new vehicle in the same minute: counted once more.
+                let again = try await store.apply(StoreBatch(probePoints: old))
+                #expect(again.probePointsInserted == 0 && again.probePointsAlreadyPresent == 3)
+                _ = try await store.apply(StoreBatch(probePoints: points("p-new", sequence: 1, count: 2, speedKmh: 30)))
+                let after = try #require(try await store.trafficAggregates(tile: 7, fromMinute: t0, toMinute: t0).first)
+                #expect(after.pointCount == 5 && after.vehicleCount == 2)
+                #expect(after.histogram.counts[10] == 3 && after.histogram.counts[6] == 2 && after.histogram.total == 5)
+            } catch {
+                await store.close()
+                throw error
+            }
+            await store.close()
+            #expect(try await database.schemaVersion() == Schema.version)
+        } catch {
+            await database.remove()
+            throw error
+        }
+        await database.remove()
+    }
+
+    @Test("the sparse histogram form reads back what it wrote, and refuses malformed blobs")
+    func sparseHistogram() throws {
+        var h = SpeedHistogram()
+        h.add(bucket: 0, count: 1)
+        h.add(bucket: 6, count: 300)
+        h.add(bucket: SpeedHistogram.overflowBucket, count: 70_000)
+        #expect(h.packed == [0, 1, 6, 0xAC, 0x02, 60, 0xF0, 0xA2, 0x04])
+        #expect(SpeedHistogram(packed: h.packed) == h)
+        #expect(SpeedHistogram(packed: []) == SpeedHistogram())
+        #expect(SpeedHistogram(packed: [6, 1, 0, 1]) == nil, "buckets out of order")
+        #expect(SpeedHistogram(packed: [61, 1]) == nil, "bucket out of range")
+        #expect(SpeedHistogram(packed: [6, 0x80]) == nil, "count cut short")
+        #expect(SpeedHistogram.fromDense([UInt8](repeating: 0, count: 10)) == nil)
+    }
+}
+
 /// A database written directly, as an older version of the program left it.
 private enum V1Database {
     case sqlite(String)
