@@ -364,10 +364,10 @@ public actor PostgresStore: TelematicsStore {
             var out: [ProbePoint] = []
             var binds = PostgresBindings()
             binds.append(pseudonym)
-            for try await (sequence, blob) in try await writer.query(
-                "SELECT sequence, points FROM probes WHERE pseudonym = $1 ORDER BY sequence", binds
-            ).decode((Int64, ByteBuffer).self) {
-                guard let points = ProbePacking.unpack(blob.readableBytesView, pseudonym: pseudonym, sequence: UInt64(bitPattern: sequence))
+            for try await (sequence, blob, format) in try await writer.query(
+                "SELECT sequence, points, points_format FROM probes WHERE pseudonym = $1 ORDER BY sequence", binds
+            ).decode((Int64, ByteBuffer, Int16).self) {
+                guard let points = ProbePacking.unpack(blob.readableBytesView, format: Int(format), pseudonym: pseudonym, sequence: UInt64(bitPattern: sequence))
                 else { throw StoreError(backend: .postgres, operation: "probePoints", message: "unreadable points of probe \(pseudonym)/\(sequence)") }
                 out += points
             }

@@ -44,13 +44,19 @@ struct PreparedProbes: Sendable {
     }
 }
 
-/// The blob format of `probes.points`: per point, little-endian, 30 bytes:
-/// t_ms i64, lat_e7 i32, lon_e7 i32, speed_dkmh u32, heading_deg u16, tile i64.
-/// Fixed width: a reader finds point i at 30 * i, and the count is the
-/// length / 30.
+/// The blob formats of `probes.points`, told apart by the row's
+/// `points_format` (schema 6; rows of schema 3-5 are format 1):
+/// - format 1: per point, little-endian, 30 bytes: t_ms i64, lat_e7 i32,
+///   lon_e7 i32, speed_dkmh u32, heading_deg u16, tile i64;
+/// - format 2 (written since schema 6): per point, LEB128 varints of t_ms,
+///   lat_e7, lon_e7 and tile as zigzag differences from the point before
+///   (from 0 for the first), then speed_dkmh and heading_deg. Points of a
+///   probe are seconds and metres apart, so a point is about 8 bytes, not 30.
 enum ProbePacking {
-    /// Bytes per point.
+    /// Bytes per point of format 1.
     static let pointSize = 30
+    /// The format ``pack(_:)`` writes.
+    static let format = 2
 
     /// The probes of `points`, one per (pseudonym, sequence), in first-seen
     /// order. A probe's points must come together (the router appends them
@@ -75,28 +81,80 @@ enum ProbePacking {
         return probes
     }
 
-    /// The blob of `points`.
+    /// The blob of `points`, in format 2.
     static func pack(_ points: some Collection<ProbePoint>) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(points.count * pointSize)
-        func put<T: FixedWidthInteger>(_ value: T) {
-            withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
+        out.reserveCapacity(points.count * 10)
+        func put(_ value: UInt64) {
+            var v = value
+            while v >= 0x80 {
+                out.append(UInt8(truncatingIfNeeded: v) | 0x80)
+                v >>= 7
+            }
+            out.append(UInt8(v))
         }
+        func putDifference(_ value: Int64, from previous: Int64) {
+            let d = value &- previous
+            put(UInt64(bitPattern: (d << 1) ^ (d >> 63)))
+        }
+        var previous = (t: Int64(0), lat: Int64(0), lon: Int64(0), tile: Int64(0))
         for p in points {
-            put(p.tMs)
-            put(p.latE7)
-            put(p.lonE7)
-            put(p.speedDkmh)
-            put(UInt16(truncatingIfNeeded: p.headingDeg))
-            put(p.tile)
+            putDifference(p.tMs, from: previous.t)
+            putDifference(Int64(p.latE7), from: previous.lat)
+            putDifference(Int64(p.lonE7), from: previous.lon)
+            putDifference(p.tile, from: previous.tile)
+            put(UInt64(p.speedDkmh))
+            put(UInt64(p.headingDeg))
+            previous = (p.tMs, Int64(p.latE7), Int64(p.lonE7), p.tile)
         }
         return out
     }
 
-    /// The points of a stored blob; nil when its length is not a whole
-    /// number of points.
-    static func unpack(_ blob: some Collection<UInt8>, pseudonym: String, sequence: UInt64) -> [ProbePoint]? {
+    /// The points of a stored blob of `format`; nil when the blob is not
+    /// one of that format (or the format unknown).
+    static func unpack(_ blob: some Collection<UInt8>, format: Int, pseudonym: String, sequence: UInt64) -> [ProbePoint]? {
         let bytes = Array(blob)
+        switch format {
+        case 1: return unpackFixed(bytes, pseudonym: pseudonym, sequence: sequence)
+        case 2: break
+        default: return nil
+        }
+        var i = 0
+        func next() -> UInt64? {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while i < bytes.count, shift < 64 {
+                let byte = bytes[i]
+                i += 1
+                value |= UInt64(byte & 0x7F) << shift
+                if byte < 0x80 { return value }
+                shift += 7
+            }
+            return nil
+        }
+        func nextDifference(from previous: Int64) -> Int64? {
+            guard let z = next() else { return nil }
+            return previous &+ (Int64(bitPattern: z >> 1) ^ -Int64(bitPattern: z & 1))
+        }
+        var points: [ProbePoint] = []
+        var previous = (t: Int64(0), lat: Int64(0), lon: Int64(0), tile: Int64(0))
+        while i < bytes.count {
+            guard let t = nextDifference(from: previous.t), let lat = nextDifference(from: previous.lat),
+                  let lon = nextDifference(from: previous.lon), let tile = nextDifference(from: previous.tile),
+                  let speed = next(), let heading = next(),
+                  let lat32 = Int32(exactly: lat), let lon32 = Int32(exactly: lon),
+                  let speed32 = UInt32(exactly: speed), let heading32 = UInt32(exactly: heading)
+            else { return nil }
+            points.append(ProbePoint(
+                pseudonym: pseudonym, sequence: sequence, pointIndex: points.count, tMs: t,
+                latE7: lat32, lonE7: lon32, speedDkmh: speed32, headingDeg: heading32, tile: tile))
+            previous = (t, lat, lon, tile)
+        }
+        return points
+    }
+
+    /// Format 1.
+    private static func unpackFixed(_ bytes: [UInt8], pseudonym: String, sequence: UInt64) -> [ProbePoint]? {
         guard bytes.count % pointSize == 0 else { return nil }
         func get<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T {
             var value: T = 0

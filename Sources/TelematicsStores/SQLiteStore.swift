@@ -372,12 +372,12 @@ public actor SQLiteStore: TelematicsStore {
     public func probePoints(pseudonym: String) async throws(StoreError) -> [ProbePoint] {
         try await run("probePoints") { connection in
             try await connection.query(
-                "SELECT sequence, points FROM probes WHERE pseudonym = ? ORDER BY sequence", [.text(pseudonym)]
+                "SELECT sequence, points, points_format FROM probes WHERE pseudonym = ? ORDER BY sequence", [.text(pseudonym)]
             ).flatMap { row -> [ProbePoint] in
                 let r = SQLiteRowReader(row)
                 let sequence = try r.uint64(0)
                 guard let blob = row.columns[1].data.blob,
-                      let points = ProbePacking.unpack(blob.readableBytesView, pseudonym: pseudonym, sequence: sequence)
+                      let points = ProbePacking.unpack(blob.readableBytesView, format: Int(try r.int64(2)), pseudonym: pseudonym, sequence: sequence)
                 else { throw SQLiteRowReader.Mismatch(description: "unreadable points of probe \(pseudonym)/\(sequence)") }
                 return points
             }

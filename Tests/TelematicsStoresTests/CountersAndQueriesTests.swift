@@ -193,7 +193,11 @@ struct SchemaSixUpgradeTests {
     func upgradeKeepsTraffic(kind: StoreKind) async throws {
         // Tile 7, minute t0: 3 points at 50 km/h (bucket 10) of pseudonym p-old, sequence 1.
         let old = points("p-old", sequence: 1, count: 3, speedKmh: 50)
-        let blob = ProbePacking.pack(old)
+        // Format 1 (schema 3-5): 30 bytes a point, little-endian.
+        let blob = old.flatMap { p -> [UInt8] in
+            func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+            return le(p.tMs) + le(p.latE7) + le(p.lonE7) + le(p.speedDkmh) + le(UInt16(p.headingDeg)) + le(p.tile)
+        }
         var dense = [UInt8](repeating: 0, count: SpeedHistogram.bucketCount * 4)
         dense[10 * 4] = 3
         let hex = { (bytes: [UInt8]) in bytes.map { String(format: "%02x", $0) }.joined() }
@@ -246,6 +250,26 @@ struct SchemaSixUpgradeTests {
             throw error
         }
         await database.remove()
+    }
+
+    @Test("probe points packed as differences (format 2) read back exactly, extremes included; format 1 still reads; malformed blobs are refused")
+    func probePacking() throws {
+        let extremes = [
+            ProbePoint(pseudonym: "p", sequence: 9, pointIndex: 0, tMs: Int64.max, latE7: Int32.min, lonE7: Int32.max,
+                       speedDkmh: UInt32.max, headingDeg: 359, tile: Int64.min),
+            ProbePoint(pseudonym: "p", sequence: 9, pointIndex: 1, tMs: Int64.min, latE7: Int32.max, lonE7: Int32.min,
+                       speedDkmh: 0, headingDeg: 0, tile: Int64.max),
+        ]
+        let usual = points("p", sequence: 9, count: 40, speedKmh: 87)
+        for run in [extremes, usual, []] {
+            #expect(ProbePacking.unpack(ProbePacking.pack(run), format: 2, pseudonym: "p", sequence: 9) == run)
+        }
+        #expect(ProbePacking.pack(usual).count <= usual.count * 10, "about 8 bytes a point: \(ProbePacking.pack(usual).count)")
+        let fixed: [UInt8] = [UInt8](repeating: 0, count: 30)
+        #expect(ProbePacking.unpack(fixed, format: 1, pseudonym: "p", sequence: 9)?.count == 1)
+        #expect(ProbePacking.unpack([0x80], format: 2, pseudonym: "p", sequence: 9) == nil, "cut short")
+        #expect(ProbePacking.unpack([0, 0, 0, 0, 0], format: 2, pseudonym: "p", sequence: 9) == nil, "a point without its heading")
+        #expect(ProbePacking.unpack(ProbePacking.pack(usual), format: 3, pseudonym: "p", sequence: 9) == nil, "unknown format")
     }
 
     @Test("the sparse histogram form reads back what it wrote, and refuses malformed blobs")
