@@ -15,6 +15,9 @@ public struct PreparedBatch: Sendable {
     /// Alerts handed to the emergency lane while routing: the batch commits
     /// only once every one of them is durable.
     public var handedOver: [Task<Void, Never>] = []
+    /// The lane's revocation count when the batch was polled
+    /// (`DurableOffsets.ticket`).
+    var ticket = 0
 
     /// The offsets to commit.
     public var processedOffsets: [KafkaProcessedOffset] {

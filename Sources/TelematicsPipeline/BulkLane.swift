@@ -263,7 +263,10 @@ public final class BulkLane: Service, Sendable {
                 let loaded = try await retrying("load consent") { try await self.store.consent(for: unknown) }
                 router.warmConsent(unknown, loaded: loaded)
             }
-            let prepared = await routing.perform { router.route(batch) }
+            // After the poll: a revoke it served is counted in the ticket.
+            let ticket = durable.ticket
+            var prepared = await routing.perform { router.route(batch) }
+            prepared.ticket = ticket
             batch.release()
             statistics.update { $0.inFlight += 1 }
             queue.yield(prepared)
@@ -287,9 +290,9 @@ public final class BulkLane: Service, Sendable {
         // (partitions lost in a rebalance) means redelivery, which the
         // idempotent writes absorb; the revoke hook and the final commit
         // commit the durable offsets synchronously.
-        durable.record(prepared.processedOffsets)
+        let current = durable.record(prepared.processedOffsets, ticket: prepared.ticket)
         do {
-            try consumer.commitInBackground(prepared.processedOffsets)
+            if !current.isEmpty { try consumer.commitInBackground(current) }
         } catch {
             logger.warning("commit refused; records will be redelivered", metadata: ["error": "\(error)"])
         }
@@ -326,23 +329,50 @@ public final class BulkLane: Service, Sendable {
 }
 
 /// The newest durable offset per partition, shared with the revoke hook.
+///
+/// A batch polled before a revoke of some of its partitions may become
+/// durable after it: its offsets of those partitions are stale (the next
+/// owner may have committed further meanwhile) and must not be recorded or
+/// committed, or the group's offset would move back. Each batch carries the
+/// revocation count of when it was polled (``ticket``); ``record(_:ticket:)``
+/// drops offsets of partitions revoked since.
 final class DurableOffsets: Sendable {
-    private let offsets = Mutex<[KafkaTopicPartition: KafkaProcessedOffset]>([:])
+    private struct State {
+        var offsets: [KafkaTopicPartition: KafkaProcessedOffset] = [:]
+        var revocations = 0
+        /// The revocation that last took each partition.
+        var revokedAt: [KafkaTopicPartition: Int] = [:]
+    }
+    private let state = Mutex(State())
 
-    /// Notes offsets whose records are durable (newer batches come later).
-    func record(_ processed: [KafkaProcessedOffset]) {
-        offsets.withLock { map in
-            for o in processed { map[KafkaTopicPartition(topic: o.topic, partition: o.partition)] = o }
+    /// What a batch polled now carries to ``record(_:ticket:)``.
+    var ticket: Int { state.withLock { $0.revocations } }
+
+    /// Notes offsets whose records are durable (newer batches come later),
+    /// but not those of partitions revoked after the batch's `ticket`;
+    /// returns the offsets noted (the ones to commit).
+    func record(_ processed: [KafkaProcessedOffset], ticket: Int) -> [KafkaProcessedOffset] {
+        state.withLock { s in
+            processed.filter { o in
+                let partition = KafkaTopicPartition(topic: o.topic, partition: o.partition)
+                guard (s.revokedAt[partition] ?? Int.min) <= ticket else { return false }
+                s.offsets[partition] = o
+                return true
+            }
         }
     }
 
     /// Removes and returns the offsets of `partitions` (they are being revoked).
     func take(_ partitions: [KafkaTopicPartition]) -> [KafkaProcessedOffset] {
-        offsets.withLock { map in partitions.compactMap { map.removeValue(forKey: $0) } }
+        state.withLock { s in
+            s.revocations += 1
+            for p in partitions { s.revokedAt[p] = s.revocations }
+            return partitions.compactMap { s.offsets.removeValue(forKey: $0) }
+        }
     }
 
     /// Every partition's newest durable offset.
-    var all: [KafkaProcessedOffset] { offsets.withLock { Array($0.values) } }
+    var all: [KafkaProcessedOffset] { state.withLock { Array($0.offsets.values) } }
 }
 
 extension StoreBatchResult {
