@@ -3,7 +3,9 @@
 # one run: a `telematics broker` on loopback is loaded with a capture, then
 #   kcat      -C in a fresh group, every ingress topic to the end (the peer)
 #   pipeline  `telematics run --brokers ... --sqlite` (and --postgres with --postgres)
-# each in a fresh consumer group, interleaved over --runs. Writes
+# each in a fresh consumer group, then raw produce of the same records,
+#   telematics produce --topic   against   kcat -P (lz4, linger 5 ms, idempotent)
+# interleaved over --runs. Writes
 # Benchmarks/report/pipeline.md and pipeline.json (git-ignored).
 #
 #   Benchmarks/pipeline-vs-kcat.sh [--records N] [--runs R] [--postgres] [--no-build] [--foundation]
@@ -106,6 +108,32 @@ if [[ "$POSTGRES" == 1 ]]; then
   PG_URL="postgres://telematics@127.0.0.1:$PORT/postgres"
 fi
 
+# kcat -P reads KEY<key delimiter>VALUE<delimiter>...: delimiters of 16 random
+# bytes, checked to occur in no record, so every binary record arrives whole.
+# kcat takes them as raw bytes (its \xNN escapes stand for one byte only), so
+# they hold no NUL, newline or backslash.
+PRODUCE_TOPIC=traffic.probes
+python3 - "$CAPTURE" "$WORK/kcat-produce.in" "$WORK/kcat.key-delimiter" "$WORK/kcat.delimiter" <<'PY'
+import random, struct, sys
+data = open(sys.argv[1], "rb").read()
+records, i = [], 0
+while i < len(data):
+    (n,) = struct.unpack_from("<I", data, i)
+    records.append(data[i + 4:i + 4 + n])
+    i += 4 + n
+allowed = [b for b in range(1, 256) if b not in (0x0A, 0x5C)]
+while True:
+    key_delimiter, delimiter = (bytes(random.choice(allowed) for _ in range(16)) for _ in range(2))
+    if not any(key_delimiter in r or delimiter in r for r in records):
+        break
+with open(sys.argv[2], "wb") as out:
+    for r in records:
+        out.write(r[24:41] + key_delimiter + r + delimiter)  # key: the envelope's VIN
+open(sys.argv[3], "wb").write(key_delimiter)
+open(sys.argv[4], "wb").write(delimiter)
+PY
+KCAT_KEY_DELIMITER="$(cat "$WORK/kcat.key-delimiter")"
+KCAT_DELIMITER="$(cat "$WORK/kcat.delimiter")"
 RAW="$DATA_DIR/pipeline-runs-$(basename "$CAPTURE" .tmcap).jsonl"; : > "$RAW"  # kept, so a failed summary loses no run
 for ((run = 1; run <= RUNS; run++)); do
   log "kcat run $run"
@@ -135,6 +163,19 @@ print(json.dumps({"tool": "pipeline-" + store, "run": run, "records": records, "
 PY
     if [[ "$store" == postgres ]]; then psql "$PG_URL" -q -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public;" >/dev/null; fi
   done
+  # Raw produce, the other kcat peer: the same records (key = VIN) into one
+  # topic of the broker that no one reads, lz4 and linger 5 ms as our
+  # producer, idempotent both; wall clock of each process, start-up included.
+  log "produce runs $run: telematics produce, kcat -P"
+  t0=$(date +%s.%N)
+  "$BIN" produce --brokers "$BOOTSTRAP" --topic "$PRODUCE_TOPIC" --compression lz4 "$CAPTURE" >/dev/null 2>&1 || die "telematics produce failed"
+  t1=$(date +%s.%N)
+  echo "{\"tool\":\"produce-telematics\",\"run\":$run,\"records\":$RECORDS,\"seconds\":$(python3 -c "print($t1-$t0)"),\"peak_kb\":null}" >> "$RAW"
+  t0=$(date +%s.%N)
+  kcat -P -b "$BOOTSTRAP" -t "$PRODUCE_TOPIC" -K "$KCAT_KEY_DELIMITER" -D "$KCAT_DELIMITER" -z lz4 \
+    -X linger.ms=5 -X enable.idempotence=true -l "$WORK/kcat-produce.in" 2>/dev/null || die "kcat -P failed"
+  t1=$(date +%s.%N)
+  echo "{\"tool\":\"produce-kcat\",\"run\":$run,\"records\":$RECORDS,\"seconds\":$(python3 -c "print($t1-$t0)"),\"peak_kb\":null}" >> "$RAW"
 done
 
 python3 - "$RAW" "$RECORDS" "$ROOT/Benchmarks/report" "$CAPTURE" "$PARTITIONS" <<'EOF2'
@@ -151,9 +192,11 @@ peak = {t: max((r["peak_kb"] or 0) for r in runs if r["tool"] == t) for t in too
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 md = ["# pipeline vs kcat", "", f"- date: {now}; machine: {os.cpu_count()} CPUs, {cpu}", f"- {n} records of {os.path.basename(sys.argv[4])} on a `telematics broker` (mock cluster, {sys.argv[5]} partitions per topic)", "",
-      "| tool | records/s (best) | ratio to kcat | peak memory |", "| --- | ---: | ---: | ---: |"]
+      "| tool | records/s (best) | ratio to its kcat peer | peak memory |", "| --- | ---: | ---: | ---: |"]
+peer = lambda t: "produce-kcat" if t.startswith("produce-") else "kcat"
 for t in tools:
-    md.append(f"| {t} | {best[t]:,.0f} | {best[t] / best['kcat']:.2f} | {peak[t] / 1024:.0f} MiB |" if peak[t] else f"| {t} | {best[t]:,.0f} | 1.00 | - |")
+    ratio = best[t] / best[peer(t)] if peer(t) in best else float("nan")
+    md.append(f"| {t} | {best[t]:,.0f} | {ratio:.2f} (to {peer(t)}) | {peak[t] / 1024:.0f} MiB |" if peak[t] else f"| {t} | {best[t]:,.0f} | {ratio:.2f} (to {peer(t)}) | - |")
 targets = {"pipeline-sqlite": 0.5, "pipeline-postgres": 0.3}
 md += ["", "| target | measured | wanted | result |", "| --- | ---: | ---: | --- |"]
 for t, want in targets.items():

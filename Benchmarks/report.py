@@ -107,8 +107,10 @@ def metrics_of(d):
             peaks = [r["peak_kb"] for r in pipe["runs"] if r["tool"] == t and r.get("peak_kb")]
             if peaks:
                 m[f"pipeline.{t}.peak_memory_mib"] = max(peaks) / 1024
-            if t != "kcat" and "kcat" in best:
-                m[f"pipeline.{t}.vs_kcat"] = v / best["kcat"]
+            # Consumers against kcat -C, producers against kcat -P.
+            peer = "produce-kcat" if t.startswith("produce-") else "kcat"
+            if t != peer and peer in best:
+                m[f"pipeline.{t}.vs_kcat"] = v / best[peer]
     lat = read_json(os.path.join(d, "alert-latency.json"))
     if lat:
         m["alerts.valid"] = 1 if lat["valid"] else 0
@@ -309,6 +311,10 @@ def report(d, thresholds_path, mode, require_targets, seconds):
             row(f"pipeline to {label}, {int(m['pipeline.records']):,} simulated records, records/s", fmt(m[f"{k}.records_per_second"]),
                 "kcat -C (consume)", fmt(m.get("pipeline.kcat.records_per_second")), f"{m[f'{k}.vs_kcat']:.2f}", *met(f"{k}.vs_kcat"))
             row(f"pipeline to {label}, peak memory", fmt(m.get(f"{k}.peak_memory_mib"), "mib"), "-", "-", "-", "-", "-")
+    if "pipeline.produce-telematics.vs_kcat" in m:
+        row(f"telematics produce (raw produce, {int(m['pipeline.records']):,} records, one topic), records/s",
+            fmt(m["pipeline.produce-telematics.records_per_second"]), "kcat -P",
+            fmt(m.get("pipeline.produce-kcat.records_per_second")), f"{m['pipeline.produce-telematics.vs_kcat']:.2f}", "-", "(information)")
     for phase in ("idle", "loaded"):
         if f"alerts.{phase}.p99_ms" in m:
             row(f"HV alert latency {phase}, p50 / p99 / max", " / ".join(fmt(m.get(f"alerts.{phase}.{p}"), "ms") for p in ("p50_ms", "p99_ms", "max_ms")),
