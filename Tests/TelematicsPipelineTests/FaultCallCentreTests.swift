@@ -102,7 +102,13 @@ struct FaultCallCentreTests {
         let sorted = latencies.sorted()
         let p50 = sorted.isEmpty ? .zero : sorted[sorted.count / 2]
         let p99 = sorted.isEmpty ? .zero : sorted[min(sorted.count - 1, sorted.count * 99 / 100)]
-        #expect(p99 < .seconds(1), "produce-to-callcentre.alerts p99 \(p99) with the bulk store down")
+        // Alerts that waited for the bulk store would arrive only after it
+        // came back, seconds after all calls were sent (or not within the 30 s
+        // wait at all). Within that, the bounds leave room for the full suite's
+        // load on 2 vCPUs: the median stayed at 25-48 ms in every run, but one
+        // alert of 40 has taken 0.7-1.8 s while dozens of tests ran at once.
+        #expect(p50 < .milliseconds(250), "produce-to-callcentre.alerts p50 \(p50) with the bulk store down")
+        #expect(p99 < .seconds(5), "produce-to-callcentre.alerts p99 \(p99) with the bulk store down")
         #expect(try await h.uncommittedIngress(group: group, partitions: Self.partitions, only: h.topics.bulkIngress).isEmpty)
         #expect(try await h.uncommittedIngress(group: group + ".emergency", partitions: Self.partitions,
                                                only: [MessageKind.hvWarnCall.defaultTopic]).isEmpty)
