@@ -200,3 +200,17 @@ func runToCompletion<T: Sendable>(_ transaction: @escaping @Sendable () async th
     }.value
     return try outcome.get()
 }
+
+extension TransactionGate {
+    /// Runs a store transaction alone on its connection (no other
+    /// transaction of this gate begins before it ends) and to completion
+    /// (``runToCompletion(_:)``). A store actor shares one connection among
+    /// its methods and is reentrant: a retention sweep or an erase beginning
+    /// while a batch's transaction awaits its statements would fail its own
+    /// BEGIN and roll back the batch's work, which then went on in autocommit.
+    func exclusively<T: Sendable>(urgent: Bool = false, _ transaction: @escaping @Sendable () async throws(StoreError) -> T) async throws(StoreError) -> T {
+        await enter(urgent: urgent)
+        defer { leave() }
+        return try await runToCompletion(transaction)
+    }
+}

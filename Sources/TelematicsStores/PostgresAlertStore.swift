@@ -101,9 +101,7 @@ public actor PostgresAlertStore: AlertStore {
     private func transaction<T: Sendable>(
         _ operation: String, urgent: Bool = false, _ body: @escaping @Sendable (Session) async throws -> T
     ) async throws(StoreError) -> T {
-        await gate.enter(urgent: urgent)
-        defer { gate.leave() }
-        return try await runToCompletion { () async throws(StoreError) in
+        try await gate.exclusively(urgent: urgent) { () async throws(StoreError) in
             try await self.run(operation) { session in
                 try await session.execute("BEGIN")
                 do {

@@ -26,6 +26,8 @@ public actor PostgresStore: TelematicsStore {
     private let configuration: PostgresConnection.Configuration
     private let logger: Logger
     private var connection: PostgresConnection?
+    /// One transaction at a time on the connection (batches, sweeps, erases, re-seals).
+    private let gate = TransactionGate()
     private var nextConnectionID = 1
     private var isClosed = false
 
@@ -159,7 +161,7 @@ public actor PostgresStore: TelematicsStore {
     /// Applies the batch in one transaction; rolls back on any error.
     public func apply(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult {
         if batch.isEmpty { return StoreBatchResult() }
-        return try await runToCompletion { () async throws(StoreError) in try await self.applyInTransaction(batch) }
+        return try await gate.exclusively { () async throws(StoreError) in try await self.applyInTransaction(batch) }
     }
 
     private func applyInTransaction(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult {
@@ -817,13 +819,13 @@ extension PostgresStore {
     }
 
     public func sweep(_ rule: RetentionRule, before cutoffMs: Int64, limit: Int) async throws(StoreError) -> Int {
-        try await runToCompletion { () async throws(StoreError) in
+        try await gate.exclusively { () async throws(StoreError) in
             try await self.run("sweep") { try await DataLifecycle.sweep(rule, before: cutoffMs, limit: limit, $0) }
         }
     }
 
     public func erase(_ vin: VIN, pseudonyms: [String]) async throws(StoreError) -> Erasure {
-        try await runToCompletion { () async throws(StoreError) in
+        try await gate.exclusively { () async throws(StoreError) in
             try await self.run("erase") { try await DataLifecycle.erase(vin, pseudonyms: pseudonyms, $0) }
         }
     }
@@ -833,7 +835,7 @@ extension PostgresStore {
     }
 
     public func reseal(_ replaced: [(old: SealedSession, new: SealedSession)]) async throws(StoreError) -> Int {
-        try await runToCompletion { () async throws(StoreError) in
+        try await gate.exclusively { () async throws(StoreError) in
             try await self.run("reseal") { try await DataLifecycle.reseal(replaced, $0) }
         }
     }

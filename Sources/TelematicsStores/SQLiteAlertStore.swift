@@ -106,9 +106,7 @@ public actor SQLiteAlertStore: AlertStore {
     private func transaction<T: Sendable>(
         _ operation: String, urgent: Bool = false, _ body: @escaping @Sendable (SQLiteConnection) async throws -> T
     ) async throws(StoreError) -> T {
-        await gate.enter(urgent: urgent)
-        defer { gate.leave() }
-        return try await runToCompletion { () async throws(StoreError) in
+        try await gate.exclusively(urgent: urgent) { () async throws(StoreError) in
             try await self.run(operation) { connection in
                 _ = try await connection.query("BEGIN IMMEDIATE")
                 do {

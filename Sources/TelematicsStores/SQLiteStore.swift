@@ -24,6 +24,8 @@ public actor SQLiteStore: TelematicsStore {
     /// The data directory.
     public nonisolated let directory: String
     private let connection: SQLiteConnection
+    /// One transaction at a time on the connection (batches, sweeps, erases, re-seals).
+    private let gate = TransactionGate()
     /// A second connection that moves the WAL into the database file in the
     /// background (see ``checkpointInterval``).
     private let checkpointer: SQLiteConnection
@@ -176,7 +178,7 @@ public actor SQLiteStore: TelematicsStore {
     /// Applies the batch in one `BEGIN IMMEDIATE ... COMMIT`; rolls back on any error.
     public func apply(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult {
         if batch.isEmpty { return StoreBatchResult() }
-        return try await runToCompletion { () async throws(StoreError) in try await self.applyInTransaction(batch) }
+        return try await gate.exclusively { () async throws(StoreError) in try await self.applyInTransaction(batch) }
     }
 
     private func applyInTransaction(_ batch: StoreBatch) async throws(StoreError) -> StoreBatchResult {
@@ -773,13 +775,13 @@ extension SQLiteStore {
     }
 
     public func sweep(_ rule: RetentionRule, before cutoffMs: Int64, limit: Int) async throws(StoreError) -> Int {
-        try await runToCompletion { () async throws(StoreError) in
+        try await gate.exclusively { () async throws(StoreError) in
             try await self.run("sweep") { try await DataLifecycle.sweep(rule, before: cutoffMs, limit: limit, SQLiteWriter(connection: $0)) }
         }
     }
 
     public func erase(_ vin: VIN, pseudonyms: [String]) async throws(StoreError) -> Erasure {
-        try await runToCompletion { () async throws(StoreError) in
+        try await gate.exclusively { () async throws(StoreError) in
             try await self.run("erase") { try await DataLifecycle.erase(vin, pseudonyms: pseudonyms, SQLiteWriter(connection: $0)) }
         }
     }
@@ -789,7 +791,7 @@ extension SQLiteStore {
     }
 
     public func reseal(_ replaced: [(old: SealedSession, new: SealedSession)]) async throws(StoreError) -> Int {
-        try await runToCompletion { () async throws(StoreError) in
+        try await gate.exclusively { () async throws(StoreError) in
             try await self.run("reseal") { try await DataLifecycle.reseal(replaced, SQLiteWriter(connection: $0)) }
         }
     }
