@@ -739,8 +739,15 @@ struct PostgresWriter: BatchWriter {
         binds.append(sums.map { Int64($0.1.vehicles) })
         binds.append(sums.map(\.1.speedSumDkmh))
         // A histogram per row as an array literal: UNNEST cannot take an
-        // array of arrays row by row.
-        binds.append(sums.map { "{" + $0.1.histogram.counts.map(String.init).joined(separator: ",") + "}" })
+        // array of arrays row by row. Trailing empty buckets are left out
+        // (most speeds lie in the lower third); the element-wise sum below
+        // takes arrays of different lengths, and readers count missing
+        // buckets as 0.
+        binds.append(sums.map { sum in
+            let counts = sum.1.histogram.counts
+            let used = (counts.lastIndex { $0 != 0 } ?? -1) + 1
+            return "{" + counts[..<used].map(String.init).joined(separator: ",") + "}"
+        })
         _ = try await query(
             """
             INSERT INTO traffic_aggregates (tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh, speed_histogram)
