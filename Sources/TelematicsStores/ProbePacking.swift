@@ -1,3 +1,5 @@
+import TelematicsWire
+
 /// (pseudonym, sequence): what identifies a stored probe.
 struct ProbeKey: Hashable {
     var pseudonym: String
@@ -55,8 +57,6 @@ struct PreparedProbes: Sendable {
 enum ProbePacking {
     /// Bytes per point of format 1.
     static let pointSize = 30
-    /// The format ``pack(_:)`` writes.
-    static let format = 2
 
     /// The probes of `points`, one per (pseudonym, sequence), in first-seen
     /// order. A probe's points must come together (the router appends them
@@ -81,21 +81,13 @@ enum ProbePacking {
         return probes
     }
 
-    /// The blob of `points`, in format 2.
+    /// The blob of `points`, in format 2 (the schema's default for new rows).
     static func pack(_ points: some Collection<ProbePoint>) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(points.count * 10)
-        func put(_ value: UInt64) {
-            var v = value
-            while v >= 0x80 {
-                out.append(UInt8(truncatingIfNeeded: v) | 0x80)
-                v >>= 7
-            }
-            out.append(UInt8(v))
-        }
+        var out = ProtoWriter()
+        out.bytes.reserveCapacity(points.count * 10)
         func putDifference(_ value: Int64, from previous: Int64) {
             let d = value &- previous
-            put(UInt64(bitPattern: (d << 1) ^ (d >> 63)))
+            out.varint(UInt64(bitPattern: (d << 1) ^ (d >> 63)))
         }
         var previous = (t: Int64(0), lat: Int64(0), lon: Int64(0), tile: Int64(0))
         for p in points {
@@ -103,11 +95,11 @@ enum ProbePacking {
             putDifference(Int64(p.latE7), from: previous.lat)
             putDifference(Int64(p.lonE7), from: previous.lon)
             putDifference(p.tile, from: previous.tile)
-            put(UInt64(p.speedDkmh))
-            put(UInt64(p.headingDeg))
+            out.varint(UInt64(p.speedDkmh))
+            out.varint(UInt64(p.headingDeg))
             previous = (p.tMs, Int64(p.latE7), Int64(p.lonE7), p.tile)
         }
-        return out
+        return out.bytes
     }
 
     /// The points of a stored blob of `format`; nil when the blob is not
@@ -119,38 +111,32 @@ enum ProbePacking {
         case 2: break
         default: return nil
         }
-        var i = 0
-        func next() -> UInt64? {
-            var value: UInt64 = 0
-            var shift: UInt64 = 0
-            while i < bytes.count, shift < 64 {
-                let byte = bytes[i]
-                i += 1
-                value |= UInt64(byte & 0x7F) << shift
-                if byte < 0x80 { return value }
-                shift += 7
+        return bytes.withUnsafeBytes { buffer -> [ProbePoint]? in
+            var reader = ProtoFieldReader(buffer)
+            func nextDifference(from previous: Int64) throws(WireError) -> Int64 {
+                let z = try reader.readVarint()
+                return previous &+ (Int64(bitPattern: z >> 1) ^ -Int64(bitPattern: z & 1))
             }
-            return nil
+            var points: [ProbePoint] = []
+            var previous = (t: Int64(0), lat: Int64(0), lon: Int64(0), tile: Int64(0))
+            do throws(WireError) {
+                while !reader.isAtEnd {
+                    let t = try nextDifference(from: previous.t), lat = try nextDifference(from: previous.lat)
+                    let lon = try nextDifference(from: previous.lon), tile = try nextDifference(from: previous.tile)
+                    let speed = try reader.readVarint(), heading = try reader.readVarint()
+                    guard let lat32 = Int32(exactly: lat), let lon32 = Int32(exactly: lon),
+                          let speed32 = UInt32(exactly: speed), let heading32 = UInt32(exactly: heading)
+                    else { return nil }
+                    points.append(ProbePoint(
+                        pseudonym: pseudonym, sequence: sequence, pointIndex: points.count, tMs: t,
+                        latE7: lat32, lonE7: lon32, speedDkmh: speed32, headingDeg: heading32, tile: tile))
+                    previous = (t, lat, lon, tile)
+                }
+            } catch {
+                return nil
+            }
+            return points
         }
-        func nextDifference(from previous: Int64) -> Int64? {
-            guard let z = next() else { return nil }
-            return previous &+ (Int64(bitPattern: z >> 1) ^ -Int64(bitPattern: z & 1))
-        }
-        var points: [ProbePoint] = []
-        var previous = (t: Int64(0), lat: Int64(0), lon: Int64(0), tile: Int64(0))
-        while i < bytes.count {
-            guard let t = nextDifference(from: previous.t), let lat = nextDifference(from: previous.lat),
-                  let lon = nextDifference(from: previous.lon), let tile = nextDifference(from: previous.tile),
-                  let speed = next(), let heading = next(),
-                  let lat32 = Int32(exactly: lat), let lon32 = Int32(exactly: lon),
-                  let speed32 = UInt32(exactly: speed), let heading32 = UInt32(exactly: heading)
-            else { return nil }
-            points.append(ProbePoint(
-                pseudonym: pseudonym, sequence: sequence, pointIndex: points.count, tMs: t,
-                latE7: lat32, lonE7: lon32, speedDkmh: speed32, headingDeg: heading32, tile: tile))
-            previous = (t, lat, lon, tile)
-        }
-        return points
     }
 
     /// Format 1.

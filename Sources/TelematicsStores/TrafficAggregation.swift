@@ -1,3 +1,5 @@
+import TelematicsWire
+
 /// Speed histogram of one traffic aggregate: 5 km/h buckets from 0 to
 /// 300 km/h plus one overflow bucket. A fixed histogram can be summed across
 /// batches inside the aggregate's upsert (schema 4: SQLite adds the packed
@@ -49,42 +51,34 @@ public struct SpeedHistogram: Hashable, Sendable {
     /// the dense form of schema 4 and 5 (which the schema-6 migration
     /// converts with ``fromDense(_:)``).
     var packed: [UInt8] {
-        var out: [UInt8] = []
+        var out = ProtoWriter()
         for (bucket, n) in counts.enumerated() where n > 0 {
-            out.append(UInt8(bucket))
-            var v = UInt64(n)
-            while v >= 0x80 {
-                out.append(UInt8(truncatingIfNeeded: v) | 0x80)
-                v >>= 7
-            }
-            out.append(UInt8(v))
+            out.varint(UInt64(bucket))  // below 0x80: one byte
+            out.varint(UInt64(n))
         }
-        return out
+        return out.bytes
     }
 
     /// A histogram from its stored form; nil when it is malformed (a bucket
     /// out of range or out of order, a count cut short).
     init?(packed bytes: some Collection<UInt8>) {
         self.init()
-        var i = bytes.startIndex
-        var previous = -1
-        while i < bytes.endIndex {
-            let bucket = Int(bytes[i])
-            guard bucket > previous, bucket < Self.bucketCount else { return nil }
-            previous = bucket
-            i = bytes.index(after: i)
-            var value: UInt64 = 0
-            var shift: UInt64 = 0
-            while true {
-                guard i < bytes.endIndex, shift < 63 else { return nil }
-                let byte = bytes[i]
-                i = bytes.index(after: i)
-                value |= UInt64(byte & 0x7F) << shift
-                if byte < 0x80 { break }
-                shift += 7
+        let parsed = Array(bytes).withUnsafeBytes { buffer -> [(bucket: Int, count: UInt64)]? in
+            var reader = ProtoFieldReader(buffer)
+            var entries: [(bucket: Int, count: UInt64)] = []
+            do throws(WireError) {
+                while !reader.isAtEnd {
+                    let bucket = try reader.readVarint()
+                    guard bucket < UInt64(Self.bucketCount), Int(bucket) > (entries.last?.bucket ?? -1) else { return nil }
+                    entries.append((Int(bucket), try reader.readVarint()))
+                }
+            } catch {
+                return nil
             }
-            counts[bucket] = Int(clamping: value)
+            return entries
         }
+        guard let parsed else { return nil }
+        for entry in parsed { counts[entry.bucket] = Int(clamping: entry.count) }
     }
 
     /// The dense stored form of schema 4 and 5 (``bucketCount``

@@ -107,10 +107,15 @@ public struct ProtoFieldReader {
         }
     }
 
-    /// Reads a base-128 varint of at most 10 bytes; bits past 64 are dropped,
-    /// as the protobuf rules truncate a varint wider than its field.
+    /// Whether every byte has been read.
     @inlinable
-    mutating func readVarint() throws(WireError) -> UInt64 {
+    public var isAtEnd: Bool { offset >= end }
+
+    /// Reads a base-128 varint of at most 10 bytes; bits past 64 are dropped,
+    /// as the protobuf rules truncate a varint wider than its field. (Also
+    /// what the stores' own packed formats are read with.)
+    @inlinable
+    public mutating func readVarint() throws(WireError) -> UInt64 {
         if end - offset >= 8, let (value, length) = decodeShortVarint(buffer, at: offset) {
             offset &+= length
             return value
