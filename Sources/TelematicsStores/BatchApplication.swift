@@ -18,8 +18,8 @@ protocol BatchWriter: Sendable {
     func upsertConsents(_ changes: [ConsentChange]) async throws
     /// Deletes the vehicles' charge sessions; returns how many.
     func deleteChargeSessions(_ vins: [VIN]) async throws -> Int
-    /// Inserts the calls not stored yet; returns the keys of those inserted.
-    func insertCalls(_ calls: [TeleserviceCallRecord]) async throws -> Set<CallKey>
+    /// Inserts the calls not stored yet; says which were inserted.
+    func insertCalls(_ calls: [TeleserviceCallRecord]) async throws -> Insertion<CallKey>
     /// Writes each call's technical data (one call per VIN) where it is
     /// newer than the stored state; returns how many states changed.
     func upsertVehicleStates(_ calls: [TeleserviceCallRecord]) async throws -> Int
@@ -32,21 +32,23 @@ protocol BatchWriter: Sendable {
     /// Inserts the sessions not stored yet; returns how many were inserted.
     func insertChargeSessions(_ sessions: [ChargeSessionRecord]) async throws -> Int
     /// Inserts the probes not stored yet (a row each); says which were inserted.
-    func insertProbes(_ probes: [PackedProbe]) async throws -> ProbeInsertion
-    /// Inserts the memberships not stored yet; returns the (tile, minute) of each inserted.
-    func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key]
+    func insertProbes(_ probes: [PackedProbe]) async throws -> Insertion<ProbeKey>
+    /// Inserts the memberships not stored yet; returns how many it inserted per (tile, minute).
+    func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key: Int]
     /// Adds these sums, speed histograms included, to the aggregates (one entry per key).
     func addToAggregates(_ sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) async throws
     /// Adds these deltas to the named counters (one entry per name), creating them at 0.
     func addToCounters(_ deltas: [(String, Int)]) async throws
 }
 
-/// Which probes an insert stored.
-enum ProbeInsertion {
-    /// Every probe given (none was stored before).
+/// Which of the rows given an insert stored. Usually all of them: only a
+/// redelivered batch meets rows already stored, so a writer says `.all`
+/// without returning a key per row when it can.
+enum Insertion<Key: Hashable> {
+    /// Every row given (none was stored before, none repeated).
     case all
-    /// Only these.
-    case only(Set<ProbeKey>)
+    /// Only the rows of these keys.
+    case only(Set<Key>)
 }
 
 /// Which consent changes of a batch take effect: the pure part of the
@@ -109,10 +111,12 @@ func applyBatch(_ batch: StoreBatch, with writer: some BatchWriter) async throws
     // 2. Teleservice calls: only newly stored ones change state and cases,
     // so a redelivered call re-applies nothing.
     if !batch.teleserviceCalls.isEmpty {
-        var inserted = try await writer.insertCalls(batch.teleserviceCalls)
-        var newCalls: [TeleserviceCallRecord] = []
-        for call in batch.teleserviceCalls where inserted.remove(CallKey(vin: call.vin, sequence: call.sequence)) != nil {
-            newCalls.append(call)  // `remove` keeps a call repeated within the batch from counting twice
+        var newCalls = batch.teleserviceCalls
+        if case .only(var inserted) = try await writer.insertCalls(batch.teleserviceCalls) {
+            newCalls = []
+            for call in batch.teleserviceCalls where inserted.remove(CallKey(vin: call.vin, sequence: call.sequence)) != nil {
+                newCalls.append(call)  // `remove` keeps a call repeated within the batch from counting twice
+            }
         }
         result.callsInserted = newCalls.count
         result.callsAlreadyPresent = batch.teleserviceCalls.count - newCalls.count

@@ -509,7 +509,7 @@ struct PostgresWriter: BatchWriter {
             "WITH d AS (DELETE FROM charge_sessions WHERE vin = ANY($1::text[]) RETURNING 1) SELECT count(*) FROM d", binds)
     }
 
-    func insertCalls(_ calls: [TeleserviceCallRecord]) async throws -> Set<CallKey> {
+    func insertCalls(_ calls: [TeleserviceCallRecord]) async throws -> Insertion<CallKey> {
         var binds = PostgresBindings()
         binds.append(calls.map(\.vin.description))
         binds.append(calls.map { Self.seq($0.sequence) })
@@ -524,8 +524,7 @@ struct PostgresWriter: BatchWriter {
         binds.append(calls.map(\.inWorkshop))
         binds.append(calls.map { TechnicalData.json($0.serviceItems) })
         binds.append(calls.map { TechnicalData.json($0.checkControls) })
-        var keys: Set<CallKey> = []
-        for try await (vin, seq) in try await query(
+        return try await insertNew(
             """
             INSERT INTO teleservice_calls (vin, sequence, recorded_at_ms, trigger, mileage_km, battery_12v_mv,
                 lat_e7, lon_e7, service_partner_id, in_workshop, service_items, check_controls)
@@ -535,12 +534,32 @@ struct PostgresWriter: BatchWriter {
             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::integer[], $5::bigint[], $6::bigint[],
                         $7::boolean[], $8::integer[], $9::integer[], $10::text[], $11::boolean[], $12::text[], $13::text[])
                 AS u(vin, seq, at, trigger, mileage, battery, has_position, lat, lon, partner, workshop, items, controls)
-            ON CONFLICT DO NOTHING RETURNING vin, sequence
+            ON CONFLICT DO NOTHING RETURNING vin AS k1, sequence AS k2
+            """, rows: calls.count, binds
+        ) { vin, seq in VIN(vin).map { CallKey(vin: $0, sequence: UInt64(bitPattern: seq)) } }
+    }
+
+    /// Runs `insert` (an INSERT of `rows` rows, ON CONFLICT DO NOTHING,
+    /// RETURNING the key columns as k1 text and k2 bigint) and says which
+    /// rows it stored. Usually all of them: one row then comes back, the
+    /// count, instead of a key per row to decode. Only when some were stored
+    /// before (a redelivery) do the new rows' keys come back too.
+    private func insertNew<Key: Hashable>(
+        _ insert: String, rows: Int, _ binds: PostgresBindings, key: (String, Int64) -> Key?
+    ) async throws -> Insertion<Key> {
+        var inserted: Set<Key> = []
+        var count: Int64 = -1
+        for try await (k1, k2) in try await query(
+            """
+            WITH ins AS (\(insert)), n AS (SELECT count(*) AS n FROM ins)
+            SELECT NULL::text, n.n FROM n
+            UNION ALL
+            SELECT ins.k1, ins.k2 FROM ins, n WHERE n.n < \(rows)
             """, binds
-        ).decode((String, Int64).self) {
-            if let vin = VIN(vin) { keys.insert(CallKey(vin: vin, sequence: UInt64(bitPattern: seq))) }
+        ).decode((String?, Int64).self) {
+            if let k1 { key(k1, k2).map { inserted.insert($0) } } else { count = k2 }
         }
-        return keys
+        return count == Int64(rows) ? .all : .only(inserted)
     }
 
     func upsertVehicleStates(_ calls: [TeleserviceCallRecord]) async throws -> Int {
@@ -692,43 +711,40 @@ struct PostgresWriter: BatchWriter {
             """, binds)
     }
 
-    func insertProbes(_ probes: [PackedProbe]) async throws -> ProbeInsertion {
+    func insertProbes(_ probes: [PackedProbe]) async throws -> Insertion<ProbeKey> {
         var binds = PostgresBindings()
         binds.append(probes.map(\.key.pseudonym))
         binds.append(probes.map { Self.seq($0.key.sequence) })
         binds.append(probes.map(\.firstTMs))
         binds.append(probes.map { Int32($0.points.count) })
         binds.append(probes.map { ByteBuffer(bytes: $0.blob) })
-        var keys: Set<ProbeKey> = []
-        keys.reserveCapacity(probes.count)
-        for try await (pseudonym, seq) in try await query(
+        return try await insertNew(
             """
             INSERT INTO probes (pseudonym, sequence, t_ms, point_count, points)
             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::integer[], $5::bytea[])
-            ON CONFLICT DO NOTHING RETURNING pseudonym, sequence
-            """, binds
-        ).decode((String, Int64).self) {
-            keys.insert(ProbeKey(pseudonym: pseudonym, sequence: UInt64(bitPattern: seq)))
-        }
-        return .only(keys)
+            ON CONFLICT DO NOTHING RETURNING pseudonym AS k1, sequence AS k2
+            """, rows: probes.count, binds
+        ) { pseudonym, seq in ProbeKey(pseudonym: pseudonym, sequence: UInt64(bitPattern: seq)) }
     }
 
-    func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key] {
+    func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key: Int] {
         var binds = PostgresBindings()
         binds.append(memberships.map(\.key.tile))
         binds.append(memberships.map(\.key.minuteMs))
         binds.append(memberships.map(\.pseudonym))
-        var out: [TrafficDelta.Key] = []
-        for try await (tile, minute) in try await query(
+        var added: [TrafficDelta.Key: Int] = [:]
+        for try await (tile, minute, count) in try await query(
             """
-            INSERT INTO traffic_vehicles (tile, minute_ms, pseudonym)
-            SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[])
-            ON CONFLICT DO NOTHING RETURNING tile, minute_ms
+            WITH ins AS (
+                INSERT INTO traffic_vehicles (tile, minute_ms, pseudonym)
+                SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[])
+                ON CONFLICT DO NOTHING RETURNING tile, minute_ms)
+            SELECT tile, minute_ms, count(*) FROM ins GROUP BY tile, minute_ms
             """, binds
-        ).decode((Int64, Int64).self) {
-            out.append(TrafficDelta.Key(tile: tile, minuteMs: minute))
+        ).decode((Int64, Int64, Int64).self) {
+            added[TrafficDelta.Key(tile: tile, minuteMs: minute)] = Int(count)
         }
-        return out
+        return added
     }
 
     func addToAggregates(_ sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) async throws {

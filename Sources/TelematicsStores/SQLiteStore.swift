@@ -493,6 +493,12 @@ struct SQLiteWriter: BatchWriter {
         return out
     }
 
+    /// The one row `sql` returns.
+    private func single(_ sql: String) async throws -> SQLiteRowReader {
+        guard let row = try await connection.query(sql).first else { throw SQLiteRowReader.Mismatch(description: "no row from \(sql)") }
+        return SQLiteRowReader(row)
+    }
+
     /// "(?,?,?),(?,?,?)" for `rows` rows of `width` columns.
     private static func values(_ rows: Int, _ width: Int) -> String {
         let one = "(" + Array(repeating: "?", count: width).joined(separator: ",") + ")"
@@ -548,25 +554,23 @@ struct SQLiteWriter: BatchWriter {
         try await inList(vins) { "DELETE FROM charge_sessions WHERE vin IN (\($0)) RETURNING vin" }.count
     }
 
-    func insertCalls(_ calls: [TeleserviceCallRecord]) async throws -> Set<CallKey> {
-        let rows = try await chunked(calls.map { c -> [SQLiteData] in
+    func insertCalls(_ calls: [TeleserviceCallRecord]) async throws -> Insertion<CallKey> {
+        let rows = calls.map { c -> [SQLiteData] in
             [.vin(c.vin), .seq(c.sequence), .int(c.recordedAtMs), .int(c.trigger), .int(c.mileageKm),
              .int(c.battery12vMv), .optionalInt(c.position?.latE7), .optionalInt(c.position?.lonE7),
              .text(c.servicePartnerID), .bool(c.inWorkshop), .text(TechnicalData.json(c.serviceItems)),
              .text(TechnicalData.json(c.checkControls))]
-        }) {
+        }
+        return try await insertNew(into: "teleservice_calls", keys: "vin, sequence", rows) {
             """
             INSERT INTO teleservice_calls (vin, sequence, recorded_at_ms, trigger, mileage_km, battery_12v_mv,
                 lat_e7, lon_e7, service_partner_id, in_workshop, service_items, check_controls)
-            VALUES \(Self.values($0, 12)) ON CONFLICT DO NOTHING RETURNING vin, sequence
+            VALUES \(Self.values($0, 12)) ON CONFLICT DO NOTHING
             """
+        } key: { r in
+            guard let vin = VIN(try r.text(0)) else { throw SQLiteRowReader.Mismatch(description: "stored call with an invalid VIN") }
+            return CallKey(vin: vin, sequence: try r.uint64(1))
         }
-        var keys: Set<CallKey> = []
-        for row in rows {
-            let r = SQLiteRowReader(row)
-            if let vin = VIN(try r.text(0)) { keys.insert(CallKey(vin: vin, sequence: try r.uint64(1))) }
-        }
-        return keys
     }
 
     func upsertVehicleStates(_ calls: [TeleserviceCallRecord]) async throws -> Int {
@@ -658,50 +662,52 @@ struct SQLiteWriter: BatchWriter {
         }.count
     }
 
-    func insertProbes(_ probes: [PackedProbe]) async throws -> ProbeInsertion {
+    func insertProbes(_ probes: [PackedProbe]) async throws -> Insertion<ProbeKey> {
         let rows = probes.map { p -> [SQLiteData] in
             [.text(p.key.pseudonym), .seq(p.key.sequence), .int(p.firstTMs), .int(p.points.count), .blob(ByteBuffer(bytes: p.blob))]
         }
-        // Usually none is stored yet: a plain INSERT then says so without
-        // returning a row per probe. A redelivery violates the key; the
-        // savepoint undoes the attempt and the careful insert says which
-        // probes are new (any other violation fails there too, for real).
-        _ = try await connection.query("SAVEPOINT probes")
-        do {
-            _ = try await chunked(rows) {
-                "INSERT INTO probes (pseudonym, sequence, t_ms, point_count, points) VALUES \(Self.values($0, 5))"
-            }
-            _ = try await connection.query("RELEASE probes")
-            return .all
-        } catch let error as SQLiteError where "\(error.reason)".hasPrefix("constraint") {
-            _ = try await connection.query("ROLLBACK TO probes")
-            _ = try await connection.query("RELEASE probes")
+        return try await insertNew(into: "probes", keys: "pseudonym, sequence", rows) {
+            "INSERT INTO probes (pseudonym, sequence, t_ms, point_count, points) VALUES \(Self.values($0, 5)) ON CONFLICT DO NOTHING"
+        } key: { r in
+            ProbeKey(pseudonym: try r.text(0), sequence: try r.uint64(1))
         }
-        let returned = try await chunked(rows) {
-            """
-            INSERT INTO probes (pseudonym, sequence, t_ms, point_count, points)
-            VALUES \(Self.values($0, 5)) ON CONFLICT DO NOTHING RETURNING pseudonym, sequence
-            """
-        }
-        var keys: Set<ProbeKey> = []
-        keys.reserveCapacity(returned.count)
-        for row in returned {
-            let r = SQLiteRowReader(row)
-            keys.insert(ProbeKey(pseudonym: try r.text(0), sequence: try r.uint64(1)))
-        }
-        return .only(keys)
     }
 
-    func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key] {
-        try await chunked(memberships.map { [.int($0.key.tile), .int($0.key.minuteMs), .text($0.pseudonym)] }) {
+    /// Inserts `rows` with `sql(n)` (an INSERT of n rows into the rowid
+    /// table `table`, ON CONFLICT DO NOTHING) and says which it stored.
+    /// Usually all of them, and the insert should not pay for telling which
+    /// (a RETURNING row each, or a savepoint whose sub-journal copies every
+    /// page the insert touches). The transaction is the only writer (BEGIN
+    /// IMMEDIATE), so new rows take rowids above the largest before it: when
+    /// fewer rows were inserted than given (a redelivery), the rows above it
+    /// are the new ones, and `key` reads their `keys` columns.
+    private func insertNew<Key: Hashable>(
+        into table: String, keys: String, _ rows: [[SQLiteData]], _ sql: (Int) -> String,
+        key: (SQLiteRowReader) throws -> Key
+    ) async throws -> Insertion<Key> {
+        let before = try await single("SELECT coalesce(max(rowid), 0), total_changes() FROM \(table)")
+        let lastRowID = try before.int64(0), changesBefore = try before.int64(1)
+        _ = try await chunked(rows, sql)
+        if try await single("SELECT total_changes()").int64(0) - changesBefore == Int64(rows.count) { return .all }
+        var inserted: Set<Key> = []
+        for row in try await connection.query("SELECT \(keys) FROM \(table) WHERE rowid > ?", [.integer(Int(lastRowID))]) {
+            inserted.insert(try key(SQLiteRowReader(row)))
+        }
+        return .only(inserted)
+    }
+
+    func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key: Int] {
+        var added: [TrafficDelta.Key: Int] = [:]
+        for row in try await chunked(memberships.map { [.int($0.key.tile), .int($0.key.minuteMs), .text($0.pseudonym)] }, {
             """
             INSERT INTO traffic_vehicles (tile, minute_ms, pseudonym) VALUES \(Self.values($0, 3))
             ON CONFLICT DO NOTHING RETURNING tile, minute_ms
             """
-        }.map { row in
+        }) {
             let r = SQLiteRowReader(row)
-            return TrafficDelta.Key(tile: try r.int64(0), minuteMs: try r.int64(1))
+            added[TrafficDelta.Key(tile: try r.int64(0), minuteMs: try r.int64(1)), default: 0] += 1
         }
+        return added
     }
 
     func addToAggregates(_ sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) async throws {

@@ -184,12 +184,10 @@ struct SortedTrafficDelta: Sendable {
         sums = delta.sums.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
 
-    /// Counts one more vehicle in each tile-minute of `newMemberships`
-    /// (the memberships the store had not seen before).
-    mutating func addNewVehicles(_ newMemberships: [TrafficDelta.Key]) {
-        guard !newMemberships.isEmpty else { return }
-        var added: [TrafficDelta.Key: Int] = [:]
-        for key in newMemberships { added[key, default: 0] += 1 }
+    /// Counts the vehicles new in each tile-minute (`added`: how many
+    /// memberships the store had not seen before, per tile-minute).
+    mutating func addNewVehicles(_ added: [TrafficDelta.Key: Int]) {
+        guard !added.isEmpty else { return }
         for i in sums.indices { sums[i].1.vehicles += added[sums[i].0] ?? 0 }
     }
 }

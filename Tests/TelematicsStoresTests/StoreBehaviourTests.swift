@@ -293,6 +293,17 @@ struct StoreBehaviourTests {
             #expect(again.casesOpened == 0 && again.vehicleStatesUpdated == 0)
             #expect(try await store.maintenanceCases(a, includeClosed: false).isEmpty)
             #expect(try await store.vehicleState(a)?.sequence == 2)
+
+            // A batch mixing a stored call with a new one, the new one
+            // repeated: only the new call counts, and only once.
+            let b = vin(2)
+            let new = call(b, 1, items: [oil(.dueSoon)])
+            let mixed = try await store.apply(StoreBatch(teleserviceCalls: [first, new, new]))
+            #expect(mixed.callsInserted == 1 && mixed.callsAlreadyPresent == 2)
+            #expect(mixed.casesOpened == 1 && mixed.vehicleStatesUpdated == 1)
+            #expect(try await store.maintenanceCases(a, includeClosed: false).isEmpty)
+            #expect(try await store.maintenanceCases(b, includeClosed: false).map(\.lastSequence) == [1])
+            #expect(try await store.teleserviceCalls(b).count == 1)
         }
     }
 
