@@ -29,8 +29,12 @@ public struct PipelineConfiguration: Sendable {
     public var consumer: KafkaConsumerConfiguration
     public var producer: KafkaProducerConfiguration
     public var topics = PipelineTopics()
-    /// Records per poll, and so per store transaction.
-    public var batchSize = 2_000
+    /// Most records per poll, and so per store transaction. A poll returns
+    /// with what has arrived within its timeout, so only a lane that is
+    /// behind fills its batches; large ones then write each hot page once
+    /// per transaction (README: 2,000 -> 10,000 took SQLite from 38,700 to
+    /// 56,400 records/s).
+    public var batchSize = 10_000
     /// Batches routed but not yet durable before consumption pauses
     /// (backpressure: memory stays bounded when a store falls behind).
     public var batchesInFlight = 2

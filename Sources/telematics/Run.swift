@@ -62,8 +62,8 @@ struct Run: AsyncParsableCommand {
     @Option(name: .customLong("dict-dir"), help: ArgumentHelp("Directory of zstd dictionaries (*.dict) the vehicles compress with.", valueName: "DIR"))
     var dictionaryDirectory: String?
 
-    @Option(name: .customLong("batch-size"), help: "Records per poll and per store transaction.")
-    var batchSize = 2_000
+    @Option(name: .customLong("batch-size"), help: "Most records per poll and per store transaction (a poll returns after 100 ms with what has arrived).")
+    var batchSize = 10_000
 
     @Option(help: "Partitions per topic of the embedded cluster.")
     var partitions = 12
