@@ -45,7 +45,12 @@ public actor SQLiteStore: TelematicsStore {
     /// every append allocating and zeroing new blocks of the file. With
     /// the background having copied most frames, the writer's own
     /// checkpoint copies the rest and the next transaction starts the WAL over.
-    static let autoCheckpointPages = 8_192
+    /// 128 MiB rather than less: a 10,000-record batch of heavy traffic
+    /// dirties thousands of pages, and a page written by several batches
+    /// between checkpoints is copied once. On the foundation capture
+    /// (1,000,000 records) COMMITs took 5.6 s in all at 8,192 pages, 3.6 s
+    /// at 32,768.
+    static let autoCheckpointPages = 32_768
 
     /// Opens (creating as needed) the store in `directory`: creates the
     /// directory, the database file and the schema, or migrates an older
