@@ -67,7 +67,7 @@ public struct ProtoFieldReader {
     }
 
     /// The next field, or nil at the end of the message.
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func next() throws(WireError) -> ProtoField? {
         if offset >= end { return nil }
         // Keys are almost always one byte: a branch that predicts well.
@@ -116,6 +116,11 @@ public struct ProtoFieldReader {
     /// what the stores' own packed formats are read with.)
     @inlinable
     public mutating func readVarint() throws(WireError) -> UInt64 {
+        // Lengths and small values are one byte more often than not.
+        if offset < end, buffer[offset] < 0x80 {
+            offset &+= 1
+            return UInt64(buffer[offset &- 1])
+        }
         if end - offset >= 8, let (value, length) = decodeShortVarint(buffer, at: offset) {
             offset &+= length
             return value
@@ -322,6 +327,99 @@ func forEachPackedVarint<Sink: VarintSink>(_ buffer: UnsafeRawBufferPointer, sta
         }
         local.take(result)
     }
+}
+
+/// The number of varints in the packed run `start..<end` when each has at
+/// most 3 bytes and the run ends on a last byte; nil otherwise (a longer or
+/// cut-off varint: the caller decodes the run and reports it). Eight bytes
+/// at a time with no dependency between words but the position; the last
+/// few bytes are one more word, its bytes past the run masked off, when
+/// the buffer has 8 bytes there.
+@inlinable
+func countShortVarints(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int) -> Int? {
+    let highBits: UInt64 = 0x8080_8080_8080_8080
+    var continuations = 0
+    var bad: UInt64 = 0
+    var i = start
+    var previous: UInt64 = 0  // continuation bits of the word before
+    @inline(__always) func take(_ continued: UInt64) {
+        // A continuation byte after two continuation bytes: 4 bytes or more.
+        bad |= continued & ((continued << 8) | (previous >> 56)) & ((continued << 16) | (previous >> 48))
+        continuations &+= continued.nonzeroBitCount
+        previous = continued
+    }
+    while end &- i >= 8 {
+        take(UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self)) & highBits)
+        i &+= 8
+    }
+    let left = end &- i
+    if left > 0 {
+        var continued: UInt64 = 0
+        if buffer.count &- i >= 8 {
+            continued = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self)) & highBits & lowBits(left &* 8)
+        } else {
+            for k in 0..<left where buffer[i &+ k] >= 0x80 { continued |= 0x80 << UInt64(k &* 8) }
+        }
+        take(continued)
+    }
+    // The run's last byte must end a varint.
+    if previous >> 63 != 0 && left == 0 || left > 0 && (previous >> UInt64((left &- 1) &* 8)) & 0x80 != 0 { return nil }
+    return bad == 0 ? (end &- start) &- continuations : nil
+}
+
+/// The number of varints in the packed run `start..<end` when every one is
+/// at most 359 in its shortest form (one byte, or two whose last byte is 0
+/// or 1, or 2 after a first byte whose low 7 bits are at most 103); nil
+/// when that does not hold for one of them (the caller decodes the run).
+@inlinable
+func countHeadingVarints(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int) -> Int? {
+    let highBits: UInt64 = 0x8080_8080_8080_8080
+    let lowBits7: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
+    var continuations = 0
+    var bad: UInt64 = 0
+    var i = start
+    var previous: UInt64 = 0  // the word before
+    @inline(__always) func take(_ word: UInt64) {
+        let continued = word & highBits
+        let before = (word << 8) | (previous >> 56)  // each byte's previous byte
+        let second = before & highBits  // lanes that are a second (or later) byte
+        let value = word & lowBits7
+        let atLeast3 = (value &+ 0x7D7D_7D7D_7D7D_7D7D) & highBits
+        let isNot2 = ((value ^ 0x0202_0202_0202_0202) &+ lowBits7) & highBits
+        let firstOver103 = ((before & lowBits7) &+ 0x1818_1818_1818_1818) & highBits
+        // 3 bytes or more, or a second byte making the value over 359.
+        bad |= (continued & second) | (second & (atLeast3 | (~isNot2 & firstOver103)))
+        continuations &+= continued.nonzeroBitCount
+        previous = word
+    }
+    while end &- i >= 8 {
+        take(UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
+        i &+= 8
+    }
+    let left = end &- i
+    if left > 0 {
+        // Bytes past the run read as 0: they end no varint of the run, and
+        // a run whose last byte continues is refused below.
+        var word: UInt64 = 0
+        if buffer.count &- i >= 8 {
+            word = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self)) & lowBits(left &* 8)
+        } else {
+            for k in 0..<left { word |= UInt64(buffer[i &+ k]) << UInt64(k &* 8) }
+        }
+        take(word)
+    }
+    // The run's last byte must end a varint.
+    if previous >> 63 != 0 && left == 0 || left > 0 && (previous >> UInt64((left &- 1) &* 8)) & 0x80 != 0 { return nil }
+    return bad == 0 ? (end &- start) &- continuations : nil
+}
+
+/// The number of varints in the packed run `start..<end`, checked as
+/// ``countPackedVarints`` checks them, taking ``countShortVarints``'s
+/// quicker way when every varint is short.
+@inlinable @inline(__always)
+func countVarints(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int) throws(WireError) -> Int {
+    if let n = countShortVarints(buffer, start: start, end: end) { return n }
+    return try countPackedVarints(buffer, start: start, end: end)
 }
 
 /// Zig-zag decoding of a `sint32` after truncation to 32 bits.

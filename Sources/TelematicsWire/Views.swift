@@ -460,11 +460,22 @@ public struct RttiPoints: Sequence {
 
 /// A position column being validated: first value absolute, then deltas
 /// (a running sum from 0 covers both), summed in 64 bits; notes whether any
-/// point left `range`, with no branch per value.
+/// point may have left `range`, with no branch per value.
+///
+/// The sum is kept as an interval `low...high`, exact (one value) while
+/// every delta is decoded. A packed run whose deltas are all short
+/// (``countShortVarints``) is not decoded: its n deltas move the sum by at
+/// most n x 2^20, which widens the interval. Real tracks stay far inside
+/// the range, so that proves every point in range without decoding it;
+/// when it cannot, `outOfRange` is set and the exact walk after the field
+/// walk decides (and names the first bad point, if any).
 @usableFromInline
 struct PositionColumn: VarintSink {
     @usableFromInline var count = 0
-    @usableFromInline var sum: Int64 = 0
+    @usableFromInline var low: Int64 = 0
+    @usableFromInline var high: Int64 = 0
+    /// Non-zero when a point may be out of range (certainly, if the
+    /// interval is exact).
     @usableFromInline var outOfRange: UInt8 = 0
     @usableFromInline let lower: Int64
     @usableFromInline let span: UInt64
@@ -477,9 +488,36 @@ struct PositionColumn: VarintSink {
 
     @inlinable @inline(__always)
     mutating func take(_ raw: UInt64) {
-        sum &+= Int64(zigZag32(raw))
-        outOfRange |= UInt64(bitPattern: sum &- lower) > span ? 1 : 0
+        let delta = Int64(zigZag32(raw))
+        low &+= delta
+        high &+= delta
+        note()
         count &+= 1
+    }
+
+    @inlinable @inline(__always)
+    mutating func note() {
+        outOfRange |= (UInt64(bitPattern: low &- lower) > span ? 1 : 0) | (UInt64(bitPattern: high &- lower) > span ? 1 : 0)
+    }
+
+    /// Takes the packed run `start..<end`: bounded when its varints are all
+    /// short (after the first point, which is absolute), else decoded.
+    @inlinable @inline(__always)
+    mutating func take(run buffer: UnsafeRawBufferPointer, start: Int, end: Int) throws(WireError) {
+        var from = start
+        if count == 0, end &- start >= 8, let first = decodeShortVarint(buffer, at: start) {
+            take(first.value)
+            from &+= first.length
+        }
+        if count > 0, let n = countShortVarints(buffer, start: from, end: end) {
+            let reach = Int64(n) << 20  // |zig-zag of a varint of at most 3 bytes| <= 2^20
+            low &-= reach
+            high &+= reach
+            note()
+            count &+= n
+            return
+        }
+        try forEachPackedVarint(buffer, start: from, end: end, into: &self)
     }
 }
 
@@ -496,6 +534,17 @@ struct HeadingColumn: VarintSink {
     mutating func take(_ raw: UInt64) {
         largest = max(largest, UInt32(truncatingIfNeeded: raw))
         count &+= 1
+    }
+
+    /// Takes the packed run `start..<end`: counted without decoding when
+    /// ``countHeadingVarints`` proves every value at most 359, else decoded.
+    @inlinable @inline(__always)
+    mutating func take(run buffer: UnsafeRawBufferPointer, start: Int, end: Int) throws(WireError) {
+        if let n = countHeadingVarints(buffer, start: start, end: end) {
+            count &+= n
+            return
+        }
+        try forEachPackedVarint(buffer, start: start, end: end, into: &self)
     }
 }
 
@@ -545,11 +594,13 @@ public struct RttiProbeView {
                     }
                 } else if f.wireType == WireType.lengthDelimited {
                     switch f.number {
-                    case 1: dtCount &+= try countPackedVarints(buffer, start: f.start, end: f.end)
-                    case 2: try forEachPackedVarint(buffer, start: f.start, end: f.end, into: &lat)
-                    case 3: try forEachPackedVarint(buffer, start: f.start, end: f.end, into: &lon)
-                    case 4: speedCount &+= try countPackedVarints(buffer, start: f.start, end: f.end)
-                    default: try forEachPackedVarint(buffer, start: f.start, end: f.end, into: &heading)
+                    // Times and speeds are only counted: the common short
+                    // varints without a branch per byte, others checked fully.
+                    case 1: dtCount &+= try countVarints(buffer, start: f.start, end: f.end)
+                    case 2: try lat.take(run: buffer, start: f.start, end: f.end)
+                    case 3: try lon.take(run: buffer, start: f.start, end: f.end)
+                    case 4: speedCount &+= try countVarints(buffer, start: f.start, end: f.end)
+                    default: try heading.take(run: buffer, start: f.start, end: f.end)
                     }
                 } else {
                     throw WireError(.badField, .wrongWireType(field: RttiProbeView.columnNames[Int(f.number) - 1], wireType: f.wireType))

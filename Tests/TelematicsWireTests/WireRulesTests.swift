@@ -110,6 +110,63 @@ struct WireRulesTests {
         #expect(code(of: decode(record(kind: 2, body: bytes))) == .badProtobuf, "\(bytes)")
     }
 
+    /// An RTTI body of `n` points whose latitude starts at `startLat` and
+    /// moves by `step`, longitude `lon` throughout (heading 90, speed 10).
+    private func track(n: Int, startLat: Int32, step: Int32, lon: Int32 = 100_000_000) -> [UInt8] {
+        func zz(_ v: Int32) -> UInt64 { UInt64(UInt32(bitPattern: (v << 1) ^ (v >> 31))) }
+        var w = ProtoWriter()
+        w.packed(1, (0..<n).map { zz(Int32(-1000 * $0)) })
+        w.packed(2, (0..<n).map { zz($0 == 0 ? startLat : step) })
+        w.packed(3, (0..<n).map { zz($0 == 0 ? lon : 0) })
+        w.packed(4, [UInt64](repeating: 10, count: n))
+        w.packed(5, [UInt64](repeating: 90, count: n))
+        return w.bytes
+    }
+
+    @Test("positions near the poles are checked point by point: 90 degrees is in range, the first point past it is named")
+    func positionsNearTheRangeEdge() {
+        // 40 short steps north from 89.99 degrees: the deltas' bound reaches
+        // past 90, so every point is summed; the last is exactly 90.
+        let edge = decode(record(kind: 3, body: track(n: 41, startLat: 899_900_000, step: 2_500)))
+        guard case .rttiProbe(let p) = body(of: edge) else { Issue.record("not decoded: \(edge)"); return }
+        #expect(p.dlatE7.reduce(0, +) == 900_000_000)
+        // One more step: point 41 is past the pole.
+        guard case .failure(let error) = decode(record(kind: 3, body: track(n: 42, startLat: 899_900_000, step: 2_500))) else {
+            Issue.record("accepted a latitude past 90 degrees"); return
+        }
+        #expect(error.reason == .pointOutOfRange(index: 41, latE7: 900_002_500, lonE7: 100_000_000))
+        // Far from the edge, the same steps are proven in range without summing.
+        #expect(code(of: decode(record(kind: 3, body: track(n: 42, startLat: 550_000_000, step: 2_500)))) == nil)
+        // Southward past -90 from far away, with long (4-byte) steps summed exactly.
+        guard case .failure(let south) = decode(record(kind: 3, body: track(n: 10, startLat: -850_000_000, step: -10_000_000))) else {
+            Issue.record("accepted a latitude past -90 degrees"); return
+        }
+        #expect(south.reason == .pointOutOfRange(index: 6, latE7: -910_000_000, lonE7: 100_000_000))
+    }
+
+    @Test("headings up to 359 pass, 360 and more are named at their point, also in non-canonical 3-byte form")
+    func headingLimits() {
+        func headingBody(_ headings: [[UInt8]]) -> [UInt8] {
+            var w = ProtoWriter()
+            let n = headings.count
+            w.packed(1, [UInt64](repeating: 0, count: n))
+            w.packed(2, [UInt64](repeating: 2, count: n))
+            w.packed(3, [UInt64](repeating: 2, count: n))
+            w.packed(4, [UInt64](repeating: 10, count: n))
+            w.bytesField(5, headings.flatMap { $0 })
+            return w.bytes
+        }
+        let ok: [[UInt8]] = [[0x00], [0x7F], [0x80, 0x01], [0xE7, 0x02], [0x85, 0x80, 0x00]]  // 0, 127, 128, 359, 5 in 3 bytes
+        guard case .rttiProbe(let p) = body(of: decode(record(kind: 3, body: headingBody(ok)))) else { Issue.record("not decoded"); return }
+        #expect(p.headingDeg == [0, 127, 128, 359, 5])
+        for (bad, value) in [([UInt8(0xE8), 0x02], UInt32(360)), ([0xFF, 0x03], 511), ([0xE8, 0x82, 0x00], 360)] {
+            guard case .failure(let error) = decode(record(kind: 3, body: headingBody(ok + [bad] + ok))) else {
+                Issue.record("accepted heading \(value)"); continue
+            }
+            #expect(error.reason == .headingOver359(index: 5, value: value))
+        }
+    }
+
     @Test("a packed column whose last varint runs past its field is bad_protobuf")
     func truncatedPacked() {
         #expect(code(of: decode(record(kind: 3, body: [0x0A, 0x01, 0x80]))) == .badProtobuf)
