@@ -114,13 +114,19 @@ public struct ProtoFieldReader {
     /// Reads a base-128 varint of at most 10 bytes; bits past 64 are dropped,
     /// as the protobuf rules truncate a varint wider than its field. (Also
     /// what the stores' own packed formats are read with.)
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func readVarint() throws(WireError) -> UInt64 {
         // Lengths and small values are one byte more often than not.
         if offset < end, buffer[offset] < 0x80 {
             offset &+= 1
             return UInt64(buffer[offset &- 1])
         }
+        return try readLongerVarint()
+    }
+
+    /// ``readVarint()`` past its one-byte case.
+    @inlinable
+    mutating func readLongerVarint() throws(WireError) -> UInt64 {
         if end - offset >= 8, let (value, length) = decodeShortVarint(buffer, at: offset) {
             offset &+= length
             return value

@@ -568,7 +568,7 @@ public struct RttiProbeView {
     /// columns are only counted.
     @inlinable
     public init(validating buffer: UnsafeRawBufferPointer, recordedAtMs: Int64) throws(WireError) {
-        var dtCount = 0, speedCount = 0
+        var dtCount = 0, speedCount = 0, hazardFields = 0
         var lat = PositionColumn(range: Position.latitudeRange)
         var lon = PositionColumn(range: Position.longitudeRange)
         var heading = HeadingColumn()
@@ -607,6 +607,7 @@ public struct RttiProbeView {
                 }
             case 6:
                 try validateEmbedded(f, in: buffer, "RttiProbe.hazards", as: Hazard.self)
+                hazardFields &+= 1
             default:
                 continue
             }
@@ -628,12 +629,15 @@ public struct RttiProbeView {
                 index &+= 1
             }
         }
-        var hazardIndex = 0
-        for h in RepeatedMessages<Hazard>(buffer, number: 6) {
-            guard UInt64(h.pointIndex) < UInt64(count) else {
-                throw WireError(.badField, .hazardPastLastPoint(hazard: hazardIndex, pointIndex: h.pointIndex, points: count))
+        // Most probes carry no hazard: then no second walk looks for them.
+        if hazardFields > 0 {
+            var hazardIndex = 0
+            for h in RepeatedMessages<Hazard>(buffer, number: 6) {
+                guard UInt64(h.pointIndex) < UInt64(count) else {
+                    throw WireError(.badField, .hazardPastLastPoint(hazard: hazardIndex, pointIndex: h.pointIndex, points: count))
+                }
+                hazardIndex &+= 1
             }
-            hazardIndex &+= 1
         }
         self.buffer = buffer
         self.recordedAtMs = recordedAtMs
