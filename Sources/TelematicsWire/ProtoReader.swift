@@ -335,57 +335,66 @@ func forEachPackedVarint<Sink: VarintSink>(_ buffer: UnsafeRawBufferPointer, sta
     }
 }
 
+/// Feeds the packed run `start..<end` to `take` as little-endian 8-byte
+/// words; in the last one the bytes past the run read as 0 (a whole word
+/// loaded and masked where the buffer has 8 bytes there, else assembled
+/// byte by byte). Says whether the run's last byte ends a varint (its high
+/// bit clear); an empty run does.
+@inlinable @inline(__always)
+func forEachWord(ofRun buffer: UnsafeRawBufferPointer, start: Int, end: Int, _ take: (UInt64) -> Void) -> Bool {
+    var i = start
+    var last: UInt64 = 0
+    while end &- i >= 8 {
+        last = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+        take(last)
+        i &+= 8
+    }
+    let left = end &- i
+    guard left > 0 else { return last >> 63 == 0 }
+    if buffer.count &- i >= 8 {
+        last = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self)) & lowBits(left &* 8)
+    } else {
+        last = 0
+        for k in 0..<left { last |= UInt64(buffer[i &+ k]) << UInt64(k &* 8) }
+    }
+    take(last)
+    return (last >> UInt64(left &* 8 &- 1)) & 1 == 0
+}
+
 /// The number of varints in the packed run `start..<end` when each has at
 /// most 3 bytes and the run ends on a last byte; nil otherwise (a longer or
 /// cut-off varint: the caller decodes the run and reports it). Eight bytes
-/// at a time with no dependency between words but the position; the last
-/// few bytes are one more word, its bytes past the run masked off, when
-/// the buffer has 8 bytes there.
+/// at a time with no dependency between words but the position.
 @inlinable
 func countShortVarints(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int) -> Int? {
     let highBits: UInt64 = 0x8080_8080_8080_8080
     var continuations = 0
     var bad: UInt64 = 0
-    var i = start
     var previous: UInt64 = 0  // continuation bits of the word before
-    @inline(__always) func take(_ continued: UInt64) {
+    let endsOnLastByte = forEachWord(ofRun: buffer, start: start, end: end) { word in
+        let continued = word & highBits
         // A continuation byte after two continuation bytes: 4 bytes or more.
         bad |= continued & ((continued << 8) | (previous >> 56)) & ((continued << 16) | (previous >> 48))
         continuations &+= continued.nonzeroBitCount
         previous = continued
     }
-    while end &- i >= 8 {
-        take(UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self)) & highBits)
-        i &+= 8
-    }
-    let left = end &- i
-    if left > 0 {
-        var continued: UInt64 = 0
-        if buffer.count &- i >= 8 {
-            continued = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self)) & highBits & lowBits(left &* 8)
-        } else {
-            for k in 0..<left where buffer[i &+ k] >= 0x80 { continued |= 0x80 << UInt64(k &* 8) }
-        }
-        take(continued)
-    }
-    // The run's last byte must end a varint.
-    if previous >> 63 != 0 && left == 0 || left > 0 && (previous >> UInt64((left &- 1) &* 8)) & 0x80 != 0 { return nil }
-    return bad == 0 ? (end &- start) &- continuations : nil
+    return endsOnLastByte && bad == 0 ? (end &- start) &- continuations : nil
 }
 
 /// The number of varints in the packed run `start..<end` when every one is
 /// at most 359 in its shortest form (one byte, or two whose last byte is 0
 /// or 1, or 2 after a first byte whose low 7 bits are at most 103); nil
 /// when that does not hold for one of them (the caller decodes the run).
+/// Bytes past the run read as 0: they end no varint of the run, and a run
+/// whose last byte continues is refused.
 @inlinable
 func countHeadingVarints(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int) -> Int? {
     let highBits: UInt64 = 0x8080_8080_8080_8080
     let lowBits7: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
     var continuations = 0
     var bad: UInt64 = 0
-    var i = start
     var previous: UInt64 = 0  // the word before
-    @inline(__always) func take(_ word: UInt64) {
+    let endsOnLastByte = forEachWord(ofRun: buffer, start: start, end: end) { word in
         let continued = word & highBits
         let before = (word << 8) | (previous >> 56)  // each byte's previous byte
         let second = before & highBits  // lanes that are a second (or later) byte
@@ -398,25 +407,7 @@ func countHeadingVarints(_ buffer: UnsafeRawBufferPointer, start: Int, end: Int)
         continuations &+= continued.nonzeroBitCount
         previous = word
     }
-    while end &- i >= 8 {
-        take(UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
-        i &+= 8
-    }
-    let left = end &- i
-    if left > 0 {
-        // Bytes past the run read as 0: they end no varint of the run, and
-        // a run whose last byte continues is refused below.
-        var word: UInt64 = 0
-        if buffer.count &- i >= 8 {
-            word = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self)) & lowBits(left &* 8)
-        } else {
-            for k in 0..<left { word |= UInt64(buffer[i &+ k]) << UInt64(k &* 8) }
-        }
-        take(word)
-    }
-    // The run's last byte must end a varint.
-    if previous >> 63 != 0 && left == 0 || left > 0 && (previous >> UInt64((left &- 1) &* 8)) & 0x80 != 0 { return nil }
-    return bad == 0 ? (end &- start) &- continuations : nil
+    return endsOnLastByte && bad == 0 ? (end &- start) &- continuations : nil
 }
 
 /// The number of varints in the packed run `start..<end`, checked as
