@@ -159,10 +159,13 @@ final class ProducerState: Sendable {
         let index = Int(UInt32(truncatingIfNeeded: bits))
         let err = message.pointee.err
         let waiter: (CheckedContinuation<KafkaDeliverySummary, Never>, KafkaDeliverySummary)? = groups.withLock { s in
-            guard var group = s.groups[id] else { return nil }
-            group.done += 1
+            // The group is changed where it lies in the dictionary: a copy
+            // taken out and written back costs a lookup, a retain and a
+            // release of its arrays per record.
+            guard let slot = s.groups.index(forKey: id) else { return nil }
+            s.groups.values[slot].done += 1
             // Strings are made only for failures and collected reports, not per durable record.
-            if err != RD_KAFKA_RESP_ERR_NO_ERROR || group.reports != nil {
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR || s.groups.values[slot].reports != nil {
                 let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
                 var report = KafkaDeliveryReport(
                     index: index, topic: topic, partition: message.pointee.partition, offset: message.pointee.offset, error: nil)
@@ -170,19 +173,19 @@ final class ProducerState: Sendable {
                     report.offset = -1
                     report.error = KafkaError(
                         err, context: "delivery to \(topic)[\(message.pointee.partition)]")
-                    group.failures.append(report)
+                    s.groups.values[slot].failures.append(report)
                 } else {
-                    group.delivered += 1
+                    s.groups.values[slot].delivered += 1
                 }
-                group.reports?.append(report)
+                s.groups.values[slot].reports?.append(report)
             } else {
-                group.delivered += 1
+                s.groups.values[slot].delivered += 1
             }
+            let group = s.groups.values[slot]
             if group.sealed && group.done == group.enqueued, let waiter = group.waiter {
-                s.groups[id] = nil
+                s.groups.remove(at: slot)
                 return (waiter, group.summary(unreported: 0))
             }
-            s.groups[id] = group
             return nil
         }
         if let (continuation, summary) = waiter { continuation.resume(returning: summary) }
@@ -319,12 +322,11 @@ public final class KafkaProducer: @unchecked Sendable {
         let index: Int = try state.groups.withLock { s throws(KafkaError) in
             if let fatal = s.fatal { throw fatal }
             guard !s.destroyed else { throw KafkaError(.destroyed, context: "enqueue to \(topic)") }
-            guard var group = s.groups[deliveries.id], !group.sealed else {
+            guard let slot = s.groups.index(forKey: deliveries.id), !s.groups.values[slot].sealed else {
                 throw KafkaError(.state, message: "the delivery group is already awaited", context: "enqueue to \(topic)")
             }
-            let index = group.enqueued
-            group.enqueued += 1
-            s.groups[deliveries.id] = group
+            let index = s.groups.values[slot].enqueued
+            s.groups.values[slot].enqueued += 1
             return index
         }
         guard index <= Int(UInt32.max) else { throw KafkaError(.invalidConfiguration, message: "more than 2^32 records in one delivery group", context: "enqueue") }
@@ -333,10 +335,7 @@ public final class KafkaProducer: @unchecked Sendable {
         guard let error else { return true }
         // Not enqueued: take the record back out of the group.
         state.groups.withLock { s in
-            if var group = s.groups[deliveries.id] {
-                group.enqueued -= 1
-                s.groups[deliveries.id] = group
-            }
+            if let slot = s.groups.index(forKey: deliveries.id) { s.groups.values[slot].enqueued -= 1 }
         }
         let failure = KafkaError(consuming: error, context: "enqueue to \(topic)")
         if failure.code == .queueFull { return false }
