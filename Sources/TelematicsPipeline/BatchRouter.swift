@@ -237,22 +237,20 @@ final class BatchRouter: @unchecked Sendable {
             }
             // The VIN stops here: only the pseudonym goes on.
             let pseudonym = pseudonyms.pseudonym(of: e.vin, atMs: e.recordedAtMs)
-            var index = 0
-            let firstPoint = prepared.store.probePoints.count
-            for p in probe.points {
-                prepared.store.probePoints.append(ProbePoint(
-                    pseudonym: pseudonym, sequence: e.sequence, pointIndex: index, tMs: p.tMs,
-                    latE7: Int32(truncatingIfNeeded: p.latE7), lonE7: Int32(truncatingIfNeeded: p.lonE7),
-                    speedDkmh: p.speedDkmh, headingDeg: p.headingDeg, tile: RoadTile.id(latE7: p.latE7, lonE7: p.lonE7)))
-                index += 1
-            }
-            for hazard in probe.hazards {
-                let p = prepared.store.probePoints[firstPoint + Int(hazard.pointIndex)]
+            prepared.store.appendProbe(pseudonym: pseudonym, sequence: e.sequence, points: probe.points)
+            var hazards = probe.hazards.makeIterator()
+            guard let firstHazard = hazards.next() else { return }
+            // Hazards are rare: the points are walked again for them.
+            let points = Array(probe.points)
+            var hazard: Hazard? = firstHazard
+            while let h = hazard {
+                let p = points[Int(h.pointIndex)]
                 let report = HazardReport(
-                    pseudonym: pseudonym, type: hazard.type.description, tMs: p.tMs, latE7: Int64(p.latE7), lonE7: Int64(p.lonE7),
-                    speedDkmh: p.speedDkmh, headingDeg: p.headingDeg, tile: p.tile)
-                prepared.outputs.append(KafkaProducerMessage(topic: topics.probes, key: Array(pseudonym.utf8), value: OutputEncoding.json(report)))
+                    pseudonym: pseudonym, type: h.type.description, tMs: p.tMs, latE7: p.latE7, lonE7: p.lonE7,
+                    speedDkmh: p.speedDkmh, headingDeg: p.headingDeg, tile: RoadTile.id(latE7: p.latE7, lonE7: p.lonE7))
+                prepared.outputs.append(KafkaProducerMessage(topic: topics.probes, key: Array(pseudonym.utf8), value: report.json))
                 prepared.tally.hazards += 1
+                hazard = hazards.next()
             }
         }
     }

@@ -16,6 +16,29 @@ public struct HazardReport: Codable, Hashable, Sendable {
         case pseudonym, type, tile
         case tMs = "t_ms", latE7 = "lat_e7", lonE7 = "lon_e7", speedDkmh = "speed_dkmh", headingDeg = "heading_deg"
     }
+
+    /// The report as JSON with sorted keys: what ``OutputEncoding/json(_:)``
+    /// makes of it, written directly (a hazard is one of twenty probes on
+    /// real traffic; JSONEncoder took about 10 µs each).
+    public var json: [UInt8] {
+        var w = CanonicalJSONWriter(capacity: 192)
+        func field(_ name: String, _ value: String) {
+            w.bytes.append(contentsOf: name.utf8)
+            w.bytes.append(contentsOf: value.utf8)
+        }
+        field("{\"heading_deg\":", String(headingDeg))
+        field(",\"lat_e7\":", String(latE7))
+        field(",\"lon_e7\":", String(lonE7))
+        w.bytes.append(contentsOf: ",\"pseudonym\":".utf8)
+        w.string(pseudonym)
+        field(",\"speed_dkmh\":", String(speedDkmh))
+        field(",\"t_ms\":", String(tMs))
+        field(",\"tile\":", String(tile))
+        w.bytes.append(contentsOf: ",\"type\":".utf8)
+        w.string(type)
+        w.bytes.append(UInt8(ascii: "}"))
+        return w.bytes
+    }
 }
 
 enum OutputEncoding {

@@ -101,30 +101,6 @@ struct PseudonymCache {
     }
 }
 
-/// Road tiles for traffic aggregates: a grid of 0.01 degree (about 1.1 km
-/// north-south) cells, numbered row by row from the south-west corner.
-public enum RoadTile {
-    /// Tile size in degrees x 10^7.
-    public static let sizeE7: Int64 = 100_000
-    static let columns: Int64 = 3_600_000_000 / sizeE7 + 1
-
-    /// The tile holding a position (valid WGS84 degrees x 10^7).
-    public static func id(latE7: Int64, lonE7: Int64) -> Int64 {
-        let row = floorDivide(latE7 + 900_000_000, sizeE7)
-        let column = floorDivide(lonE7 + 1_800_000_000, sizeE7)
-        return row * columns + column
-    }
-
-    /// The south-west corner of a tile, degrees x 10^7.
-    public static func corner(of tile: Int64) -> (latE7: Int64, lonE7: Int64) {
-        (tile / columns * sizeE7 - 900_000_000, tile % columns * sizeE7 - 1_800_000_000)
-    }
-
-    private static func floorDivide(_ a: Int64, _ b: Int64) -> Int64 {
-        a >= 0 ? a / b : -((-a + b - 1) / b)
-    }
-}
-
 /// Encrypts a charging session's position for the charging-history store
 /// (RULES.md: charging data is stored encrypted) with AES-GCM; each sealed
 /// value names the key that sealed it, so keys can be rotated.

@@ -32,10 +32,9 @@ protocol BatchWriter: Sendable {
     /// Inserts the sessions not stored yet; returns how many were inserted.
     func insertChargeSessions(_ sessions: [ChargeSessionRecord]) async throws -> Int
     /// Inserts the probes not stored yet (a row each); says which were inserted.
-    func insertProbes(_ probes: [PackedProbe]) async throws -> Insertion<ProbeKey>
-    /// Inserts the memberships not stored yet; returns how many it inserted per (tile, minute).
-    func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key: Int]
-    /// Adds these sums, speed histograms included, to the aggregates (one entry per key).
+    func insertProbes(_ probes: [PackedProbe], bytes: [UInt8]) async throws -> Insertion<ProbeKey>
+    /// Adds these sums, speed histograms included, to the aggregates (one
+    /// entry per key); a vehicle counts only if the row's vehicle set lacks it.
     func addToAggregates(_ sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) async throws
     /// Adds these deltas to the named counters (one entry per name), creating them at 0.
     func addToCounters(_ deltas: [(String, Int)]) async throws
@@ -151,26 +150,24 @@ func applyBatch(_ batch: StoreBatch, with writer: some BatchWriter) async throws
 
     // 4. Probes, a row each; only the points of newly stored ones reach
     // the aggregates (a probe is stored whole or not at all).
-    if !batch.probePoints.isEmpty {
-        let prepared = batch.preparedProbes.flatMap { $0.matches(batch.probePoints) ? $0 : nil } ?? PreparedProbes(batch.probePoints)
-        var allNew = false
-        var newPoints: [ProbePoint] = []
-        switch try await writer.insertProbes(prepared.probes) {
+    if let (rows, prepared) = batch.probeRows() {
+        var traffic = prepared
+        switch try await writer.insertProbes(rows.probes, bytes: rows.bytes) {
         case .all:
-            allNew = true
+            result.probePointsInserted = rows.probes.reduce(0) { $0 + $1.pointCount }
+        case .only(let inserted) where inserted.count == rows.probes.count:
+            result.probePointsInserted = rows.probes.reduce(0) { $0 + $1.pointCount }
         case .only(var inserted):
-            allNew = inserted.count == prepared.probes.count
-            if !allNew {
-                for probe in prepared.probes where inserted.remove(probe.key) != nil { newPoints += probe.points }
+            // After a redelivery only the new probes' points count.
+            var newPoints: [ProbePoint] = []
+            for probe in rows.probes where inserted.remove(probe.key) != nil {
+                newPoints += ProbePacking.unpack(rows.blob(of: probe), format: 2, pseudonym: probe.key.pseudonym, sequence: probe.key.sequence) ?? []
             }
+            result.probePointsInserted = newPoints.count
+            traffic = SortedTrafficDelta(newPoints: newPoints)
         }
-        result.probePointsInserted = allNew ? prepared.probes.reduce(0) { $0 + $1.points.count } : newPoints.count
-        result.probePointsAlreadyPresent = batch.probePoints.count - result.probePointsInserted
+        result.probePointsAlreadyPresent = rows.pointCount - result.probePointsInserted
         if result.probePointsInserted > 0 {
-            // Usually every probe is new and the deltas prepared ahead hold;
-            // after a redelivery only the new probes' points count.
-            var traffic = allNew ? prepared.traffic : SortedTrafficDelta(TrafficDelta(newPoints: newPoints))
-            traffic.addNewVehicles(try await writer.insertMemberships(traffic.memberships))
             try await writer.addToAggregates(traffic.sums)
         }
     }

@@ -6,8 +6,10 @@ import TelematicsWire
 public enum RetentionRule: String, CaseIterable, Sendable, Hashable {
     /// Raw pseudonymised RTTI probes, by their first point's time.
     case rawProbes = "raw-probes"
-    /// The (tile, minute, pseudonym) rows behind the distinct-vehicle
-    /// counts: they link a pseudonym to places, so they go with the raw points.
+    /// The vehicle sets behind the distinct-vehicle counts (schema 7; rows
+    /// of `traffic_vehicles` before): they link a pseudonym to places, so
+    /// they go with the raw points. A sweep clears an aggregate's set and
+    /// keeps its counts.
     case trafficMemberships = "traffic-memberships"
     /// Traffic aggregates, by minute.
     case trafficAggregates = "traffic-aggregates"
@@ -25,7 +27,7 @@ public enum RetentionRule: String, CaseIterable, Sendable, Hashable {
     public var table: String {
         switch self {
         case .rawProbes: "probes"
-        case .trafficMemberships: "traffic_vehicles"
+        case .trafficMemberships: "traffic_aggregates"
         case .trafficAggregates: "traffic_aggregates"
         case .trafficSpeedBuckets: "traffic_speed_buckets"
         case .chargeSessions: "charge_sessions"
@@ -38,7 +40,7 @@ public enum RetentionRule: String, CaseIterable, Sendable, Hashable {
     var keyColumns: String {
         switch self {
         case .rawProbes: "t_ms, pseudonym, sequence"
-        case .trafficMemberships: "minute_ms, tile, pseudonym"
+        case .trafficMemberships: "minute_ms, tile"
         case .trafficAggregates: "minute_ms, tile"
         case .trafficSpeedBuckets: "tile, minute_ms, bucket"
         case .chargeSessions: "vin, session_id"
@@ -52,7 +54,8 @@ public enum RetentionRule: String, CaseIterable, Sendable, Hashable {
     func expired(_ cutoff: String) -> String {
         switch self {
         case .rawProbes: "x.t_ms < \(cutoff)"
-        case .trafficMemberships, .trafficAggregates, .trafficSpeedBuckets: "x.minute_ms < \(cutoff)"
+        case .trafficMemberships: "x.minute_ms < \(cutoff) AND x.vehicles IS NOT NULL"
+        case .trafficAggregates, .trafficSpeedBuckets: "x.minute_ms < \(cutoff)"
         case .chargeSessions: "x.ended_at_ms < \(cutoff)"
         case .teleserviceCalls:
             "x.recorded_at_ms < \(cutoff) AND NOT EXISTS "
@@ -60,6 +63,9 @@ public enum RetentionRule: String, CaseIterable, Sendable, Hashable {
         case .closedCases: "x.state = 'closed' AND x.closed_at_ms < \(cutoff)"
         }
     }
+
+    /// The column a sweep sets to NULL instead of deleting the row.
+    var clearedColumn: String? { self == .trafficMemberships ? "vehicles" : nil }
 
     /// The counter a sweep adds its deletions to.
     public var counter: String { "retention.\(rawValue)" }
@@ -126,6 +132,9 @@ protocol LifecycleSQL: BatchWriter {
     func statement(_ sql: String) async throws
     /// Runs a statement and returns how many rows it returned.
     func returnedRows(_ sql: String, _ binds: [LifecycleBind]) async throws -> Int
+    /// Takes the vehicles of `keys` (``VehicleSet``) out of every
+    /// aggregate's vehicle set; returns how many sets held any.
+    func removeVehicles(_ keys: [Int64]) async throws -> Int
     /// Runs a statement whose one row is one integer.
     func integer(_ sql: String, _ binds: [LifecycleBind]) async throws -> Int
     /// The sessions the statement returns (vin, session_id, sealed_position, sealed_session_id, key_id).
@@ -166,9 +175,10 @@ enum DataLifecycle {
     /// counts them, in one transaction; returns how many.
     static func sweep<W: LifecycleSQL>(_ rule: RetentionRule, before cutoffMs: Int64, limit: Int, _ w: W) async throws -> Int {
         try await transaction(w) {
+            let change = rule.clearedColumn.map { "UPDATE \(rule.table) SET \($0) = NULL" } ?? "DELETE FROM \(rule.table)"
             let deleted = try await w.returnedRows(
                 """
-                DELETE FROM \(rule.table) WHERE (\(rule.keyColumns)) IN
+                \(change) WHERE (\(rule.keyColumns)) IN
                     (SELECT \(rule.keyColumns) FROM \(rule.table) AS x WHERE \(rule.expired(W.placeholder(1))) LIMIT \(W.placeholder(2)))
                 RETURNING 1
                 """, [.int(cutoffMs), .int(Int64(max(1, limit)))])
@@ -188,14 +198,12 @@ enum DataLifecycle {
                     "DELETE FROM \(table) WHERE vin = \(p1) RETURNING 1", [.text(vin.description)])
             }
             var probes = 0
-            var memberships = 0
             for pseudonym in Set(pseudonyms) {
                 probes += try await w.returnedRows("DELETE FROM probes WHERE pseudonym = \(p1) RETURNING 1", [.text(pseudonym)])
-                memberships += try await w.returnedRows(
-                    "DELETE FROM traffic_vehicles WHERE pseudonym = \(p1) RETURNING 1", [.text(pseudonym)])
             }
             erasure.deleted["probes"] = probes
-            erasure.deleted["traffic_vehicles"] = memberships
+            // The memberships: the vehicle leaves the aggregates' sets (their counts stay).
+            erasure.deleted["traffic_vehicles"] = pseudonyms.isEmpty ? 0 : try await w.removeVehicles(Set(pseudonyms).map(VehicleSet.key))
             erasure.deleted = erasure.deleted.filter { $0.value > 0 }
             let states = try await w.integer("SELECT count(*) FROM vehicle_states WHERE vin = \(p1)", [.text(vin.description)])
             if states > 0 {

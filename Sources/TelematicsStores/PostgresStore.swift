@@ -124,6 +124,7 @@ public actor PostgresStore: TelematicsStore {
             var version = current + 1
             while version <= Schema.version {
                 for statement in Schema.postgres[version - 1] { try await run(statement) }
+                if version == Schema.vehicleSetsVersion { try await moveMembershipsIntoSets(connection, logger: logger) }
                 try await run("INSERT INTO schema_version (version) VALUES (\(version))")
                 version += 1
             }
@@ -132,6 +133,29 @@ public actor PostgresStore: TelematicsStore {
             try? await run("ROLLBACK")
             throw error
         }
+    }
+
+    /// Schema 7: each aggregate's `traffic_vehicles` rows become its vehicle
+    /// set, then the table goes.
+    private static func moveMembershipsIntoSets(_ connection: PostgresConnection, logger: Logger) async throws {
+        var sets: [TrafficDelta.Key: [Int64]] = [:]
+        for try await (tile, minute, pseudonym) in try await connection.query(
+            "SELECT tile, minute_ms, pseudonym FROM traffic_vehicles", logger: logger
+        ).decode((Int64, Int64, String).self) {
+            sets[TrafficDelta.Key(tile: tile, minuteMs: minute), default: []].append(VehicleSet.key(pseudonym))
+        }
+        if !sets.isEmpty {
+            var binds = PostgresBindings()
+            binds.append(sets.keys.map(\.tile))
+            binds.append(sets.keys.map(\.minuteMs))
+            binds.append(sets.values.map { PostgresWriter.arrayLiteral(VehicleSet.sortedDistinct($0)) })
+            try await connection.query(PostgresQuery(unsafeSQL: """
+                UPDATE traffic_aggregates a SET vehicles = u.vehicles::bigint[]
+                FROM UNNEST($1::bigint[], $2::bigint[], $3::text[]) AS u(tile, minute, vehicles)
+                WHERE a.tile = u.tile AND a.minute_ms = u.minute
+                """, binds: binds), logger: logger)
+        }
+        try await connection.query("DROP TABLE traffic_vehicles", logger: logger)
     }
 
     /// The open connection, reconnecting when the server dropped the last one.
@@ -381,7 +405,7 @@ public actor PostgresStore: TelematicsStore {
     public func stats() async throws(StoreError) -> StoreStats {
         try await run("stats") { writer in
             var s = StoreStats()
-            for try await row in try await writer.query(Schema.statsQuery, PostgresBindings()) {
+            for try await row in try await writer.query(Schema.statsQuery(vehicles: "cardinality(vehicles)"), PostgresBindings()) {
                 let c = try row.decode((Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64).self)
                 s.consents = Int(c.0)
                 s.vehicleStates = Int(c.1)
@@ -711,13 +735,13 @@ struct PostgresWriter: BatchWriter {
             """, binds)
     }
 
-    func insertProbes(_ probes: [PackedProbe]) async throws -> Insertion<ProbeKey> {
+    func insertProbes(_ probes: [PackedProbe], bytes: [UInt8]) async throws -> Insertion<ProbeKey> {
         var binds = PostgresBindings()
         binds.append(probes.map(\.key.pseudonym))
         binds.append(probes.map { Self.seq($0.key.sequence) })
         binds.append(probes.map(\.firstTMs))
-        binds.append(probes.map { Int32($0.points.count) })
-        binds.append(probes.map { ByteBuffer(bytes: $0.blob) })
+        binds.append(probes.map { Int32($0.pointCount) })
+        binds.append(probes.map { ByteBuffer(bytes: bytes[$0.blob]) })
         return try await insertNew(
             """
             INSERT INTO probes (pseudonym, sequence, t_ms, point_count, points)
@@ -727,32 +751,11 @@ struct PostgresWriter: BatchWriter {
         ) { pseudonym, seq in ProbeKey(pseudonym: pseudonym, sequence: UInt64(bitPattern: seq)) }
     }
 
-    func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key: Int] {
-        var binds = PostgresBindings()
-        binds.append(memberships.map(\.key.tile))
-        binds.append(memberships.map(\.key.minuteMs))
-        binds.append(memberships.map(\.pseudonym))
-        var added: [TrafficDelta.Key: Int] = [:]
-        for try await (tile, minute, count) in try await query(
-            """
-            WITH ins AS (
-                INSERT INTO traffic_vehicles (tile, minute_ms, pseudonym)
-                SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[])
-                ON CONFLICT DO NOTHING RETURNING tile, minute_ms)
-            SELECT tile, minute_ms, count(*) FROM ins GROUP BY tile, minute_ms
-            """, binds
-        ).decode((Int64, Int64, Int64).self) {
-            added[TrafficDelta.Key(tile: tile, minuteMs: minute)] = Int(count)
-        }
-        return added
-    }
-
     func addToAggregates(_ sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) async throws {
         var binds = PostgresBindings()
         binds.append(sums.map(\.0.tile))
         binds.append(sums.map(\.0.minuteMs))
         binds.append(sums.map { Int64($0.1.points) })
-        binds.append(sums.map { Int64($0.1.vehicles) })
         binds.append(sums.map(\.1.speedSumDkmh))
         // A histogram per row as an array literal: UNNEST cannot take an
         // array of arrays row by row. Trailing empty buckets are left out
@@ -764,20 +767,32 @@ struct PostgresWriter: BatchWriter {
             let used = (counts.lastIndex { $0 != 0 } ?? -1) + 1
             return "{" + counts[..<used].map(String.init).joined(separator: ",") + "}"
         })
+        // The vehicle sets too, as literals; the vehicles new to a stored
+        // row are those its set lacks (a NULL set, cleared by retention,
+        // lacks all).
+        binds.append(sums.map { Self.arrayLiteral($0.1.vehicles) })
         _ = try await query(
             """
-            INSERT INTO traffic_aggregates (tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh, speed_histogram)
-            SELECT u.tile, u.minute, u.points, u.vehicles, u.speed, u.histogram::bigint[]
-            FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[])
-                AS u(tile, minute, points, vehicles, speed, histogram)
+            INSERT INTO traffic_aggregates (tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh, speed_histogram, vehicles)
+            SELECT u.tile, u.minute, u.points, cardinality(u.vehicles::bigint[]), u.speed, u.histogram::bigint[], u.vehicles::bigint[]
+            FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])
+                AS u(tile, minute, points, speed, histogram, vehicles)
             ON CONFLICT (tile, minute_ms) DO UPDATE SET
                 point_count = traffic_aggregates.point_count + excluded.point_count,
-                vehicle_count = traffic_aggregates.vehicle_count + excluded.vehicle_count,
+                vehicle_count = traffic_aggregates.vehicle_count
+                    + (SELECT count(*) FROM unnest(excluded.vehicles) AS v(key)
+                       WHERE traffic_aggregates.vehicles IS NULL OR NOT v.key = ANY (traffic_aggregates.vehicles)),
+                vehicles = ARRAY(SELECT DISTINCT v.key FROM unnest(coalesce(traffic_aggregates.vehicles, '{}') || excluded.vehicles) AS v(key) ORDER BY v.key),
                 speed_sum_dkmh = traffic_aggregates.speed_sum_dkmh + excluded.speed_sum_dkmh,
                 speed_histogram = CASE WHEN traffic_aggregates.speed_histogram IS NULL THEN excluded.speed_histogram ELSE
                     (SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY i)
                      FROM unnest(traffic_aggregates.speed_histogram, excluded.speed_histogram) WITH ORDINALITY AS h(a, b, i)) END
             """, binds).collect()
+    }
+
+    /// `{1,2,3}`: an array literal, for a row's array inside an UNNEST.
+    static func arrayLiteral(_ values: [Int64]) -> String {
+        "{" + values.map(String.init).joined(separator: ",") + "}"
     }
 
     func addToCounters(_ deltas: [(String, Int)]) async throws {
@@ -811,6 +826,18 @@ extension PostgresWriter: LifecycleSQL {
     }
 
     func statement(_ sql: String) async throws { try await execute(sql) }
+
+    func removeVehicles(_ keys: [Int64]) async throws -> Int {
+        var binds = PostgresBindings()
+        binds.append(VehicleSet.sortedDistinct(keys))
+        var n = 0
+        for try await _ in try await query(
+            """
+            UPDATE traffic_aggregates SET vehicles = ARRAY(SELECT unnest(vehicles) EXCEPT SELECT unnest($1::bigint[]) ORDER BY 1)
+            WHERE vehicles && $1::bigint[] RETURNING 1
+            """, binds) { n += 1 }
+        return n
+    }
 
     func returnedRows(_ sql: String, _ binds: [LifecycleBind]) async throws -> Int {
         var n = 0

@@ -12,37 +12,155 @@ struct PackedProbe: Sendable {
     var key: ProbeKey
     /// Time of the first point: what retention deletes by.
     var firstTMs: Int64
-    /// The points, in the order of the probe.
-    var points: ArraySlice<ProbePoint>
-    /// ``ProbePacking/pack(_:)`` of the points.
-    var blob: [UInt8]
+    /// Points in the probe.
+    var pointCount: Int
+    /// Where its blob (``ProbePacking`` format 2) lies in ``ProbeRows/bytes``.
+    var blob: Range<Int>
 }
 
-/// A batch's probes made ready for the store ahead of its transaction
-/// (``StoreBatch/prepareProbes()``, on the pipeline's routing thread): grouped
-/// and packed, with the aggregate deltas they make if all of them are new,
-/// in lock order. Only what the store alone can know is left to the
-/// transaction: which probes are new.
-struct PreparedProbes: Sendable {
-    var probes: [PackedProbe]
-    /// Points of the batch, and the keys of its first and last: to notice a
-    /// batch changed after it was prepared.
-    var pointCount: Int
-    var ends: [ProbeKey]
-    /// The deltas of all points, sorted.
-    var traffic: SortedTrafficDelta
+/// The probes of a batch as the stores write them, made ready outside the
+/// store's transaction (on the pipeline's routing thread): a row each, its
+/// points packed into one shared byte array, and the aggregate deltas they
+/// make if all of them are new. Only what the store alone can know is left
+/// to the transaction: which probes are new.
+///
+/// The router packs each probe straight from its wire view
+/// (``StoreBatch/appendProbe(pseudonym:sequence:points:)``), with no value
+/// per point in between.
+public struct ProbeRows: Sendable {
+    private(set) var probes: [PackedProbe] = []
+    /// The blobs of all probes, end to end.
+    private(set) var bytes: [UInt8] = []
+    /// Points given, probes repeated within the batch included.
+    private(set) var pointCount = 0
+    private var seen: Set<ProbeKey> = []
+    private var traffic = TrafficAccumulator()
+    /// Reused to pack a probe before it is appended to ``bytes``.
+    private var scratch: [UInt8] = []
 
-    init(_ points: [ProbePoint]) {
-        probes = ProbePacking.group(points)
-        pointCount = points.count
-        ends = [points.first, points.last].compactMap { $0.map { ProbeKey(pseudonym: $0.pseudonym, sequence: $0.sequence) } }
-        traffic = SortedTrafficDelta(TrafficDelta(newPoints: probes.lazy.flatMap(\.points)))
+    public init() {}
+
+    /// No probe was given.
+    public var isEmpty: Bool { pointCount == 0 }
+
+    /// The blob of `probe`.
+    func blob(of probe: PackedProbe) -> ArraySlice<UInt8> { bytes[probe.blob] }
+
+    /// The aggregate deltas of all probes, sorted.
+    func sortedTraffic() -> SortedTrafficDelta { traffic.sorted() }
+
+    /// Adds the probe (pseudonym, sequence) with `points`, each placed in
+    /// its road tile (``RoadTile``). A probe seen before in the batch is a
+    /// repeat: left out, its points counted as already present.
+    mutating func append(pseudonym: String, sequence: UInt64, points: RttiPoints) {
+        append(pseudonym: pseudonym, sequence: sequence, count: points.count, placingInTiles: true, points: points.lazy.map { p in
+            PointFields(tMs: p.tMs, latE7: Int64(Int32(truncatingIfNeeded: p.latE7)), lonE7: Int64(Int32(truncatingIfNeeded: p.lonE7)),
+                        tile: 0, speedDkmh: p.speedDkmh, headingDeg: p.headingDeg)
+        })
     }
 
-    /// Whether this was prepared from `points`.
-    func matches(_ points: [ProbePoint]) -> Bool {
-        points.count == pointCount
-            && ends == [points.first, points.last].compactMap { $0.map { ProbeKey(pseudonym: $0.pseudonym, sequence: $0.sequence) } }
+    /// Adds points given as values, grouped into probes: a probe's points
+    /// must come together (a probe seen again later is a repeat).
+    mutating func append(points: [ProbePoint]) {
+        var start = points.startIndex
+        while start < points.endIndex {
+            let first = points[start]
+            var end = start + 1
+            while end < points.endIndex, points[end].sequence == first.sequence, points[end].pseudonym == first.pseudonym {
+                end += 1
+            }
+            append(pseudonym: first.pseudonym, sequence: first.sequence, count: end - start, placingInTiles: false, points: points[start..<end].lazy.map {
+                PointFields(tMs: $0.tMs, latE7: Int64($0.latE7), lonE7: Int64($0.lonE7), tile: $0.tile,
+                            speedDkmh: $0.speedDkmh, headingDeg: $0.headingDeg)
+            })
+            start = end
+        }
+    }
+
+    /// What a point contributes to its row and its aggregate.
+    struct PointFields {
+        var tMs: Int64
+        var latE7: Int64
+        var lonE7: Int64
+        var tile: Int64
+        var speedDkmh: UInt32
+        var headingDeg: UInt32
+    }
+
+    /// Packs `points` (`count` of them) into ``bytes`` in format 2 and adds
+    /// them to the aggregate deltas, one slot lookup per tile-minute run.
+    /// With `placingInTiles`, each point's tile is computed from its
+    /// position (its `tile` is ignored).
+    private mutating func append(pseudonym: String, sequence: UInt64, count: Int, placingInTiles: Bool, points: some Sequence<PointFields>) {
+        guard count > 0 else { return }
+        pointCount += count
+        let key = ProbeKey(pseudonym: pseudonym, sequence: sequence)
+        guard seen.insert(key).inserted else { return }
+        let member = traffic.number(of: pseudonym)
+        // A point takes at most 4 x 10 + 2 x 5 bytes.
+        let capacity = count * 50
+        if scratch.count < capacity { scratch = Array(repeating: 0, count: capacity) }
+        var firstT = Int64.max
+        var run = (minuteStart: Int64.max, minuteEnd: Int64.min, tile: Int64.min, slot: -1)
+        let used = scratch.withUnsafeMutableBufferPointer { out -> Int in
+            var at = 0
+            @inline(__always) func put(_ value: UInt64) {
+                var v = value
+                while v >= 0x80 {
+                    out[at] = UInt8(truncatingIfNeeded: v) | 0x80
+                    at &+= 1
+                    v >>= 7
+                }
+                out[at] = UInt8(truncatingIfNeeded: v)
+                at &+= 1
+            }
+            @inline(__always) func putDifference(_ value: Int64, from previous: Int64) {
+                let d = value &- previous
+                put(UInt64(bitPattern: (d << 1) ^ (d >> 63)))
+            }
+            var previous = (t: Int64(0), lat: Int64(0), lon: Int64(0), tile: Int64(0))
+            var tiles = TileCache()
+            for var p in points {
+                if placingInTiles { p.tile = tiles.tile(latE7: p.latE7, lonE7: p.lonE7) }
+                putDifference(p.tMs, from: previous.t)
+                putDifference(p.latE7, from: previous.lat)
+                putDifference(p.lonE7, from: previous.lon)
+                putDifference(p.tile, from: previous.tile)
+                put(UInt64(p.speedDkmh))
+                put(UInt64(p.headingDeg))
+                previous = (p.tMs, p.latE7, p.lonE7, p.tile)
+                firstT = min(firstT, p.tMs)
+                if p.tile != run.tile || p.tMs < run.minuteStart || p.tMs >= run.minuteEnd {
+                    let minute = ProbePoint.minute(ofMs: p.tMs)
+                    run = (minute, minute &+ 60_000, p.tile, traffic.slot(TrafficDelta.Key(tile: p.tile, minuteMs: minute), member: member))
+                }
+                traffic.add(slot: run.slot, speedDkmh: p.speedDkmh)
+            }
+            return at
+        }
+        let start = bytes.count
+        bytes.append(contentsOf: scratch[0..<used])
+        probes.append(PackedProbe(key: key, firstTMs: firstT, pointCount: count, blob: start..<bytes.count))
+    }
+}
+
+/// The last tile a probe's walk computed, with its bounds: consecutive
+/// points are metres apart, so most fall in the tile of the point before
+/// and need no division.
+struct TileCache {
+    private var latLow = Int64.max, latHigh = Int64.min, lonLow = Int64.max, lonHigh = Int64.min
+    private var last: Int64 = 0
+
+    @inline(__always)
+    mutating func tile(latE7: Int64, lonE7: Int64) -> Int64 {
+        if latE7 >= latLow && latE7 < latHigh && lonE7 >= lonLow && lonE7 < lonHigh { return last }
+        let (row, column) = RoadTile.cell(latE7: latE7, lonE7: lonE7)
+        latLow = row * RoadTile.sizeE7 - 900_000_000
+        latHigh = latLow + RoadTile.sizeE7
+        lonLow = column * RoadTile.sizeE7 - 1_800_000_000
+        lonHigh = lonLow + RoadTile.sizeE7
+        last = row * RoadTile.columns + column
+        return last
     }
 }
 
@@ -57,29 +175,6 @@ struct PreparedProbes: Sendable {
 enum ProbePacking {
     /// Bytes per point of format 1.
     static let pointSize = 30
-
-    /// The probes of `points`, one per (pseudonym, sequence), in first-seen
-    /// order. A probe's points must come together (the router appends them
-    /// so); a probe seen again later in the list is a repeat within the
-    /// batch and left out, its points counted as already present.
-    static func group(_ points: [ProbePoint]) -> [PackedProbe] {
-        var probes: [PackedProbe] = []
-        var seen: Set<ProbeKey> = []
-        var start = points.startIndex
-        while start < points.endIndex {
-            let key = ProbeKey(pseudonym: points[start].pseudonym, sequence: points[start].sequence)
-            var end = start + 1
-            while end < points.endIndex, points[end].sequence == key.sequence, points[end].pseudonym == key.pseudonym {
-                end += 1
-            }
-            if seen.insert(key).inserted {
-                let run = points[start..<end]
-                probes.append(PackedProbe(key: key, firstTMs: run.map(\.tMs).min() ?? 0, points: run, blob: pack(run)))
-            }
-            start = end
-        }
-        return probes
-    }
 
     /// The blob of `points`, in format 2 (the schema's default for new rows).
     static func pack(_ points: some Collection<ProbePoint>) -> [UInt8] {

@@ -95,6 +95,27 @@ public actor SQLiteStore: TelematicsStore {
                 let blobs = args.map { $0.blob.map { Array($0.readableBytesView) } }
                 return ByteBuffer(bytes: SpeedHistogram.addPacked(blobs[0], blobs[1]))
             }).get()
+            // A batch's vehicles merged into a stored aggregate's (VehicleSet):
+            // how many are new, and the union. A NULL set (cleared by
+            // retention) counts as empty.
+            try await connection.install(customFunction: SQLiteCustomFunction("tm_vehicles_added", argumentCount: 2, pure: true) { args in
+                let sets = args.map { $0.blob.flatMap { VehicleSet.keys($0.readableBytesView) } ?? [] }
+                return VehicleSet.added(to: sets[0], from: sets[1])
+            }).get()
+            try await connection.install(customFunction: SQLiteCustomFunction("tm_vehicles_union", argumentCount: 2, pure: true) { args in
+                let sets = args.map { $0.blob.flatMap { VehicleSet.keys($0.readableBytesView) } ?? [] }
+                return ByteBuffer(bytes: VehicleSet.blob(VehicleSet.union(sets[0], sets[1])))
+            }).get()
+            // An erasure: the set without the keys of the second blob, and
+            // whether the set holds any of them.
+            try await connection.install(customFunction: SQLiteCustomFunction("tm_vehicles_without", argumentCount: 2, pure: true) { args in
+                let sets = args.map { $0.blob.flatMap { VehicleSet.keys($0.readableBytesView) } ?? [] }
+                return ByteBuffer(bytes: VehicleSet.blob(VehicleSet.subtracting(sets[0], Set(sets[1]))))
+            }).get()
+            try await connection.install(customFunction: SQLiteCustomFunction("tm_vehicles_meet", argumentCount: 2, pure: true) { args in
+                let sets = args.map { $0.blob.flatMap { VehicleSet.keys($0.readableBytesView) } ?? [] }
+                return !Set(sets[1]).isDisjoint(with: sets[0])
+            }).get()
             // Schema 6's migration: the dense histograms of schema 4 and 5 made sparse.
             try await connection.install(customFunction: SQLiteCustomFunction("tm_hist_from_dense", argumentCount: 1, pure: true) { args in
                 let sparse = args[0].blob.flatMap { SpeedHistogram.fromDense($0.readableBytesView) }
@@ -148,6 +169,7 @@ public actor SQLiteStore: TelematicsStore {
             }
             for version in (current + 1)...max(current + 1, Schema.version) where version <= Schema.version {
                 for statement in Schema.sqlite[version - 1] { _ = try await connection.query(statement) }
+                if version == Schema.vehicleSetsVersion { try await SQLiteWriter(connection: connection).moveMembershipsIntoSets() }
                 _ = try await connection.query("INSERT INTO schema_version (version) VALUES (?)", [.integer(version)])
             }
             _ = try await connection.query("COMMIT")
@@ -394,7 +416,7 @@ public actor SQLiteStore: TelematicsStore {
     /// Row counts of every table, in one query.
     public func stats() async throws(StoreError) -> StoreStats {
         try await run("stats") { connection in
-            let r = SQLiteRowReader(try await connection.query(Schema.statsQuery)[0])
+            let r = SQLiteRowReader(try await connection.query(Schema.statsQuery(vehicles: "length(vehicles) / 8"))[0])
             var s = StoreStats()
             s.consents = Int(try r.int64(0))
             s.vehicleStates = Int(try r.int64(1))
@@ -667,9 +689,9 @@ struct SQLiteWriter: BatchWriter {
         }.count
     }
 
-    func insertProbes(_ probes: [PackedProbe]) async throws -> Insertion<ProbeKey> {
+    func insertProbes(_ probes: [PackedProbe], bytes: [UInt8]) async throws -> Insertion<ProbeKey> {
         let rows = probes.map { p -> [SQLiteData] in
-            [.text(p.key.pseudonym), .seq(p.key.sequence), .int(p.firstTMs), .int(p.points.count), .blob(ByteBuffer(bytes: p.blob))]
+            [.text(p.key.pseudonym), .seq(p.key.sequence), .int(p.firstTMs), .int(p.pointCount), .blob(ByteBuffer(bytes: bytes[p.blob]))]
         }
         return try await insertNew(into: "probes", keys: "pseudonym, sequence", rows) {
             "INSERT INTO probes (pseudonym, sequence, t_ms, point_count, points) VALUES \(Self.values($0, 5)) ON CONFLICT DO NOTHING"
@@ -701,35 +723,40 @@ struct SQLiteWriter: BatchWriter {
         return .only(inserted)
     }
 
-    func insertMemberships(_ memberships: [TrafficDelta.Membership]) async throws -> [TrafficDelta.Key: Int] {
-        var added: [TrafficDelta.Key: Int] = [:]
-        for row in try await chunked(memberships.map { [.int($0.key.tile), .int($0.key.minuteMs), .text($0.pseudonym)] }, {
-            """
-            INSERT INTO traffic_vehicles (tile, minute_ms, pseudonym) VALUES \(Self.values($0, 3))
-            ON CONFLICT DO NOTHING RETURNING tile, minute_ms
-            """
-        }) {
-            let r = SQLiteRowReader(row)
-            added[TrafficDelta.Key(tile: try r.int64(0), minuteMs: try r.int64(1)), default: 0] += 1
-        }
-        return added
-    }
-
     func addToAggregates(_ sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) async throws {
         _ = try await chunked(sums.map {
-            [.int($0.0.tile), .int($0.0.minuteMs), .int($0.1.points), .int($0.1.vehicles), .int($0.1.speedSumDkmh),
-             .blob(ByteBuffer(bytes: $0.1.histogram.packed))]
+            [.int($0.0.tile), .int($0.0.minuteMs), .int($0.1.points), .int($0.1.vehicles.count), .int($0.1.speedSumDkmh),
+             .blob(ByteBuffer(bytes: $0.1.histogram.packed)), .blob(ByteBuffer(bytes: VehicleSet.blob($0.1.vehicles)))]
         }) {
+            // SET reads the row as it was: both vehicle functions see the old set.
             """
-            INSERT INTO traffic_aggregates (tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh, speed_histogram)
-            VALUES \(Self.values($0, 6))
+            INSERT INTO traffic_aggregates (tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh, speed_histogram, vehicles)
+            VALUES \(Self.values($0, 7))
             ON CONFLICT (tile, minute_ms) DO UPDATE SET
                 point_count = traffic_aggregates.point_count + excluded.point_count,
-                vehicle_count = traffic_aggregates.vehicle_count + excluded.vehicle_count,
+                vehicle_count = traffic_aggregates.vehicle_count + tm_vehicles_added(traffic_aggregates.vehicles, excluded.vehicles),
                 speed_sum_dkmh = traffic_aggregates.speed_sum_dkmh + excluded.speed_sum_dkmh,
-                speed_histogram = tm_hist_add(traffic_aggregates.speed_histogram, excluded.speed_histogram)
+                speed_histogram = tm_hist_add(traffic_aggregates.speed_histogram, excluded.speed_histogram),
+                vehicles = tm_vehicles_union(traffic_aggregates.vehicles, excluded.vehicles)
             """
         }
+    }
+
+    /// Schema 7: each aggregate's `traffic_vehicles` rows become its vehicle
+    /// set, then the table goes.
+    func moveMembershipsIntoSets() async throws {
+        var sets: [TrafficDelta.Key: [Int64]] = [:]
+        for row in try await connection.query("SELECT tile, minute_ms, pseudonym FROM traffic_vehicles") {
+            let r = SQLiteRowReader(row)
+            sets[TrafficDelta.Key(tile: try r.int64(0), minuteMs: try r.int64(1)), default: []].append(VehicleSet.key(try r.text(2)))
+        }
+        _ = try await chunked(sets.map { [.int($0.key.tile), .int($0.key.minuteMs), .blob(ByteBuffer(bytes: VehicleSet.blob(VehicleSet.sortedDistinct($0.value))))] }) {
+            """
+            UPDATE traffic_aggregates SET vehicles = u.column3
+            FROM (VALUES \(Self.values($0, 3))) AS u WHERE traffic_aggregates.tile = u.column1 AND traffic_aggregates.minute_ms = u.column2
+            """
+        }
+        _ = try await connection.query("DROP TABLE traffic_vehicles")
     }
 
     func addToCounters(_ deltas: [(String, Int)]) async throws {
@@ -758,6 +785,15 @@ extension SQLiteWriter: LifecycleSQL {
     }
 
     func statement(_ sql: String) async throws { _ = try await connection.query(sql) }
+
+    func removeVehicles(_ keys: [Int64]) async throws -> Int {
+        let set = SQLiteData.blob(ByteBuffer(bytes: VehicleSet.blob(VehicleSet.sortedDistinct(keys))))
+        return try await connection.query(
+            """
+            UPDATE traffic_aggregates SET vehicles = tm_vehicles_without(vehicles, ?1)
+            WHERE vehicles IS NOT NULL AND tm_vehicles_meet(vehicles, ?1) RETURNING 1
+            """, [set]).count
+    }
 
     func returnedRows(_ sql: String, _ binds: [LifecycleBind]) async throws -> Int {
         try await connection.query(sql, Self.binds(binds)).count

@@ -48,11 +48,23 @@
 /// (``SpeedHistogram/packed``). New probes' points are packed as
 /// differences (`points_format` 2, about 8 bytes a point instead of 30).
 ///
+/// Version 7 keeps the vehicles an aggregate has counted in its row
+/// (`vehicles`, ``VehicleSet``) instead of a `traffic_vehicles` row each:
+/// nearly every tile-minute holds one or two vehicles, so the table cost a
+/// row write per aggregate row. The migration moves the memberships into
+/// the sets (in Swift: the keys are hashes) and drops the table; retention
+/// clears a set with the raw points, erasure takes the vehicle out of it.
+///
 /// Version 2 also indexes the cross-vehicle reads of the `query` command:
 /// maintenance cases by service partner, traffic aggregates by minute.
 enum Schema {
     /// The version this code writes.
-    static let version = 6
+    static let version = 7
+
+    /// The version whose migration moves `traffic_vehicles` into the
+    /// aggregates' vehicle sets, after its statements (each backend's
+    /// `moveMembershipsIntoSets`).
+    static let vehicleSetsVersion = 7
 
     /// Migrations of SQLite, by version (index 0 is version 1). A migration
     /// is never edited once released: existing databases ran it already.
@@ -197,6 +209,9 @@ enum Schema {
         """,
         "DROP TABLE probes",
         "ALTER TABLE probes_6 RENAME TO probes",
+    ], [
+        // Version 7: the vehicle sets (then traffic_vehicles moves in and goes).
+        "ALTER TABLE traffic_aggregates ADD COLUMN vehicles BLOB",
     ]]
 
     /// Migrations of PostgreSQL, by version (index 0 is version 1).
@@ -302,17 +317,22 @@ enum Schema {
         "DROP INDEX probes_t_ms",
         "ALTER TABLE probes ADD COLUMN points_format smallint NOT NULL DEFAULT 1",
         "ALTER TABLE probes ALTER COLUMN points_format SET DEFAULT 2",
+    ], [
+        // Version 7: as SQLite's, an ascending bigint[].
+        "ALTER TABLE traffic_aggregates ADD COLUMN vehicles bigint[]",
     ]]
 
-    /// Tables counted by `stats()`, with the counting SQL.
-    static let statsQuery = """
+    /// Tables counted by `stats()`, with the counting SQL; `vehicles`
+    /// counts the keys of one row's vehicle set.
+    static func statsQuery(vehicles: String) -> String { """
         SELECT (SELECT count(*) FROM consents), (SELECT count(*) FROM vehicle_states),
                (SELECT count(*) FROM teleservice_calls), (SELECT count(*) FROM maintenance_cases),
                (SELECT count(*) FROM maintenance_cases WHERE state <> 'closed'),
                (SELECT count(*) FROM charge_sessions), (SELECT coalesce(sum(point_count), 0) FROM probes),
-               (SELECT count(*) FROM traffic_aggregates), (SELECT count(*) FROM traffic_vehicles),
+               (SELECT count(*) FROM traffic_aggregates), (SELECT coalesce(sum(\(vehicles)), 0) FROM traffic_aggregates),
                (SELECT count(*) FROM traffic_speed_buckets)
         """
+    }
 
     /// The newest aggregates across tiles since a minute, each joined to its
     /// histogram buckets (one row per bucket, or one with NULL bucket):

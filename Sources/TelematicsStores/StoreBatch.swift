@@ -191,7 +191,11 @@ public struct ProbePoint: Hashable, Sendable {
     /// The start of the point's minute (ms since the epoch): the time key of
     /// the traffic aggregates. Floors, so points before 1970 stay in their minute.
     @inlinable
-    public var minuteMs: Int64 {
+    public var minuteMs: Int64 { Self.minute(ofMs: tMs) }
+
+    /// The start of the minute of `tMs` (floored).
+    @inlinable
+    public static func minute(ofMs tMs: Int64) -> Int64 {
         let r = tMs % 60_000
         return r < 0 ? tMs - r - 60_000 : tMs - r
     }
@@ -214,23 +218,44 @@ public struct StoreBatch: Sendable {
     public var teleserviceCalls: [TeleserviceCallRecord]
     /// Finished charging sessions.
     public var chargeSessions: [ChargeSessionRecord]
-    /// Pseudonymised RTTI points.
+    /// Pseudonymised RTTI points given as values (tests, tools); the
+    /// pipeline packs its probes into ``probes`` instead.
     public var probePoints: [ProbePoint]
+    /// Pseudonymised RTTI probes, packed as they were routed
+    /// (``appendProbe(pseudonym:sequence:points:)``).
+    public private(set) var probes = ProbeRows()
     /// Deltas of the pipeline's running totals, by name (see
     /// ``PipelineCounter``), added to `pipeline_counters` in the batch's
     /// transaction. The store adds the names it alone can know
     /// (``StoreBatchResult/counters``) to these itself.
     public var counters: [String: Int]
-    /// ``probePoints`` grouped, packed and reduced ahead (``prepareProbes()``).
-    var preparedProbes: PreparedProbes?
+    /// ``probes``' aggregate deltas, sorted ahead (``prepareProbes()``).
+    var preparedTraffic: SortedTrafficDelta?
 
-    /// Does the store's pure work on the probe points now, outside the
-    /// store's transaction: group and pack them into probe rows and reduce
-    /// them to aggregate deltas. Call it last, once the points are final (a
-    /// store that finds them changed since does the work again itself). The
-    /// pipeline calls it while routing, on a core the store does not use.
+    /// Adds an RTTI probe under its pseudonym (never a VIN): packed into a
+    /// row and reduced to aggregate deltas now, while the pipeline routes,
+    /// on a core the store does not use.
+    public mutating func appendProbe(pseudonym: String, sequence: UInt64, points: RttiPoints) {
+        probes.append(pseudonym: pseudonym, sequence: sequence, points: points)
+        preparedTraffic = nil
+    }
+
+    /// Sorts the aggregate deltas of ``probes`` now, outside the store's
+    /// transaction. Call it last, once every probe is appended.
     public mutating func prepareProbes() {
-        preparedProbes = probePoints.isEmpty ? nil : PreparedProbes(probePoints)
+        preparedTraffic = probes.isEmpty ? nil : probes.sortedTraffic()
+    }
+
+    /// The probes to write: ``probes`` with ``probePoints`` packed after
+    /// them, and their deltas (sorted ahead when nothing changed since).
+    func probeRows() -> (rows: ProbeRows, traffic: SortedTrafficDelta)? {
+        if probePoints.isEmpty {
+            guard !probes.isEmpty else { return nil }
+            return (probes, preparedTraffic ?? probes.sortedTraffic())
+        }
+        var rows = probes
+        rows.append(points: probePoints)
+        return (rows, rows.sortedTraffic())
     }
 
     /// A batch from its parts; all empty by default.
@@ -250,12 +275,12 @@ public struct StoreBatch: Sendable {
     /// its counts must become durable with its offsets.
     public var isEmpty: Bool {
         consentChanges.isEmpty && teleserviceCalls.isEmpty && chargeSessions.isEmpty && probePoints.isEmpty
-            && counters.values.allSatisfy { $0 == 0 }
+            && probes.isEmpty && counters.values.allSatisfy { $0 == 0 }
     }
 
     /// Records of all kinds in the batch.
     public var count: Int {
-        consentChanges.count + teleserviceCalls.count + chargeSessions.count + probePoints.count
+        consentChanges.count + teleserviceCalls.count + chargeSessions.count + probePoints.count + probes.pointCount
     }
 }
 

@@ -232,7 +232,9 @@ public struct StoreStats: Hashable, Sendable, CustomStringConvertible {
     public var probePoints = 0
     /// (tile, minute) aggregates.
     public var trafficAggregates = 0
-    /// (tile, minute, pseudonym) memberships behind the vehicle counts.
+    /// (tile, minute, vehicle) memberships behind the vehicle counts: the
+    /// keys in the aggregates' vehicle sets (schema 7; rows of
+    /// `traffic_vehicles` before).
     public var trafficVehicles = 0
     /// Non-empty speed-histogram buckets.
     public var trafficSpeedBuckets = 0

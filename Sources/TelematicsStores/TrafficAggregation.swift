@@ -1,5 +1,37 @@
 import TelematicsWire
 
+/// Road tiles for traffic aggregates: a grid of 0.01 degree (about 1.1 km
+/// north-south) cells, numbered row by row from the south-west corner.
+public enum RoadTile {
+    /// Tile size in degrees x 10^7.
+    public static let sizeE7: Int64 = 100_000
+    static let columns: Int64 = 3_600_000_000 / sizeE7 + 1
+
+    /// The tile holding a position (valid WGS84 degrees x 10^7).
+    public static func id(latE7: Int64, lonE7: Int64) -> Int64 {
+        let row = floorDivide(latE7 + 900_000_000, sizeE7)
+        let column = floorDivide(lonE7 + 1_800_000_000, sizeE7)
+        return row * columns + column
+    }
+
+    /// The south-west corner of a tile, degrees x 10^7.
+    public static func corner(of tile: Int64) -> (latE7: Int64, lonE7: Int64) {
+        (tile / columns * sizeE7 - 900_000_000, tile % columns * sizeE7 - 1_800_000_000)
+    }
+
+    /// The row and column of a position (row: latitude band, column:
+    /// longitude band; tile = row x columns + column).
+    @inline(__always)
+    static func cell(latE7: Int64, lonE7: Int64) -> (row: Int64, column: Int64) {
+        (floorDivide(latE7 + 900_000_000, sizeE7), floorDivide(lonE7 + 1_800_000_000, sizeE7))
+    }
+
+    @inline(__always)
+    static func floorDivide(_ a: Int64, _ b: Int64) -> Int64 {
+        a >= 0 ? a / b : -((-a + b - 1) / b)
+    }
+}
+
 /// Speed histogram of one traffic aggregate: 5 km/h buckets from 0 to
 /// 300 km/h plus one overflow bucket. A fixed histogram can be summed across
 /// batches inside the aggregate's upsert (schema 4: SQLite adds the packed
@@ -130,9 +162,93 @@ public struct SpeedHistogram: Hashable, Sendable {
     }
 }
 
+/// The vehicles an aggregate has counted (schema 7), kept in its row while
+/// raw points are kept (retention's `traffic-memberships` rule clears them
+/// with the raw probes): a vehicle seen again in the same tile and minute,
+/// in a later batch, is then not counted twice. Before schema 7 each
+/// membership was a row of `traffic_vehicles`; on real traffic nearly every
+/// aggregate holds one or two vehicles, so that table cost a row write per
+/// aggregate for nothing but this check.
+///
+/// A vehicle is the 64-bit FNV-1a hash of its pseudonym's UTF-8 bytes (two
+/// pseudonyms of one tile-minute share a hash with odds of about n² / 2^65).
+/// SQLite stores a set as a blob of ascending keys, 8 bytes little-endian
+/// each; PostgreSQL as an ascending `bigint[]`.
+enum VehicleSet {
+    /// The key of a pseudonym.
+    static func key(_ pseudonym: String) -> Int64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in pseudonym.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        return Int64(bitPattern: hash)
+    }
+
+    /// `keys` ascending, each once (two pseudonyms of one hash count once).
+    static func sortedDistinct(_ keys: [Int64]) -> [Int64] {
+        guard keys.count > 1 else { return keys }
+        var out: [Int64] = []
+        for key in keys.sorted() where out.last != key { out.append(key) }
+        return out
+    }
+
+    /// SQLite's blob of ascending distinct `keys`.
+    static func blob(_ keys: [Int64]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(keys.count * 8)
+        for key in keys { withUnsafeBytes(of: key.littleEndian) { out.append(contentsOf: $0) } }
+        return out
+    }
+
+    /// The keys of a blob (ascending as written); nil when its length is
+    /// not a multiple of 8.
+    static func keys(_ blob: some Collection<UInt8>) -> [Int64]? {
+        guard blob.count % 8 == 0 else { return nil }
+        var keys: [Int64] = []
+        keys.reserveCapacity(blob.count / 8)
+        var value: UInt64 = 0
+        for (i, byte) in blob.enumerated() {
+            value |= UInt64(byte) << (8 * UInt64(i % 8))
+            if i % 8 == 7 {
+                keys.append(Int64(bitPattern: value))
+                value = 0
+            }
+        }
+        return keys
+    }
+
+    /// Ascending distinct keys of both sorted lists.
+    static func union(_ a: [Int64], _ b: [Int64]) -> [Int64] {
+        var out: [Int64] = []
+        out.reserveCapacity(a.count + b.count)
+        var i = 0, j = 0
+        while i < a.count || j < b.count {
+            if j == b.count || (i < a.count && a[i] < b[j]) {
+                out.append(a[i]); i += 1
+            } else if i == a.count || b[j] < a[i] {
+                out.append(b[j]); j += 1
+            } else {
+                out.append(a[i]); i += 1; j += 1
+            }
+        }
+        return out
+    }
+
+    /// How many keys of `b` are not in `a` (both ascending).
+    static func added(to a: [Int64], from b: [Int64]) -> Int {
+        union(a, b).count - a.count
+    }
+
+    /// `a` without the keys of `removed`.
+    static func subtracting(_ a: [Int64], _ removed: Set<Int64>) -> [Int64] {
+        a.filter { !removed.contains($0) }
+    }
+}
+
 /// What newly stored probe points add to the traffic aggregates: a pure
 /// reduction both stores share, so the SQL only adds deltas.
-struct TrafficDelta: Sendable {
+enum TrafficDelta {
     /// (tile, minute) of an aggregate.
     struct Key: Hashable, Comparable, Sendable {
         var tile: Int64
@@ -140,54 +256,121 @@ struct TrafficDelta: Sendable {
         static func < (a: Key, b: Key) -> Bool { (a.tile, a.minuteMs) < (b.tile, b.minuteMs) }
     }
 
-    /// Additions to one aggregate row, its speed histogram included.
+    /// Additions to one aggregate row, its speed histogram and the
+    /// vehicles seen (``VehicleSet`` keys, ascending) included.
     struct Sums: Sendable {
         var points = 0
         var speedSumDkmh: Int64 = 0
-        var vehicles = 0
+        var vehicles: [Int64] = []
         var histogram = SpeedHistogram()
-    }
-
-    /// Per (tile, minute): points and speed sums.
-    var sums: [Key: Sums] = [:]
-    /// (tile, minute, pseudonym) memberships the points claim.
-    var memberships: Set<Membership> = []
-
-    /// One vehicle's presence in a tile-minute.
-    struct Membership: Hashable, Sendable {
-        var key: Key
-        var pseudonym: String
-    }
-
-    /// The deltas of `points`, which must be only newly stored ones: a point
-    /// already counted must not be passed again.
-    init(newPoints points: some Sequence<ProbePoint>) {
-        for p in points {
-            let key = Key(tile: p.tile, minuteMs: p.minuteMs)
-            sums[key, default: Sums()].points += 1
-            sums[key, default: Sums()].speedSumDkmh += Int64(p.speedDkmh)
-            sums[key, default: Sums()].histogram.add(bucket: SpeedHistogram.bucket(speedDkmh: p.speedDkmh))
-            memberships.insert(Membership(key: key, pseudonym: p.pseudonym))
-        }
     }
 }
 
-/// A ``TrafficDelta`` as the writes take it, each list sorted by key:
+/// Reduces points to ``TrafficDelta`` sums as they are packed, in flat
+/// arrays: an aggregate is a slot, looked up once per run of points in one
+/// tile-minute (a probe's thirty points fall in one or two), not per point;
+/// a point then adds to its slot's count, speed sum and histogram bucket.
+/// A vehicle's presence in a tile-minute is a (slot, pseudonym number) pair
+/// until ``sorted()`` turns the pairs into each aggregate's vehicle set.
+struct TrafficAccumulator: Sendable {
+    private var slotOf: [TrafficDelta.Key: Int] = [:]
+    private var keys: [TrafficDelta.Key] = []
+    private var points: [Int] = []
+    private var speedSums: [Int64] = []
+    /// ``SpeedHistogram/bucketCount`` counts per slot.
+    private var buckets: [Int32] = []
+    private var members: Set<Int> = []
+    private var memberList: [(slot: Int, pseudonym: Int)] = []
+    private var numberOf: [String: Int] = [:]
+    /// ``VehicleSet/key(_:)`` of each pseudonym, by number.
+    private var vehicleKeys: [Int64] = []
+
+    /// Whether any point was added.
+    var isEmpty: Bool { keys.isEmpty }
+
+    /// A small number standing for `pseudonym` in memberships.
+    mutating func number(of pseudonym: String) -> Int {
+        if let n = numberOf[pseudonym] { return n }
+        let n = vehicleKeys.count
+        numberOf[pseudonym] = n
+        vehicleKeys.append(VehicleSet.key(pseudonym))
+        return n
+    }
+
+    /// The slot of `key`, made if new, with the vehicle `member` (a
+    /// ``number(of:)``) counted in it.
+    mutating func slot(_ key: TrafficDelta.Key, member: Int) -> Int {
+        let slot: Int
+        if let found = slotOf[key] {
+            slot = found
+        } else {
+            slot = keys.count
+            slotOf[key] = slot
+            keys.append(key)
+            points.append(0)
+            speedSums.append(0)
+            buckets.append(contentsOf: repeatElement(0, count: SpeedHistogram.bucketCount))
+        }
+        if members.insert(slot << 32 | member).inserted { memberList.append((slot, member)) }
+        return slot
+    }
+
+    /// Adds one point of `speedDkmh` to `slot`.
+    @inline(__always)
+    mutating func add(slot: Int, speedDkmh: UInt32) {
+        points[slot] &+= 1
+        speedSums[slot] &+= Int64(speedDkmh)
+        buckets[slot &* SpeedHistogram.bucketCount &+ SpeedHistogram.bucket(speedDkmh: speedDkmh)] &+= 1
+    }
+
+    /// Adds `points` (already stored ones must not be passed: they were counted).
+    mutating func add(_ points: some Sequence<ProbePoint>) {
+        var current: (key: TrafficDelta.Key, pseudonym: String, slot: Int)?
+        for p in points {
+            let key = TrafficDelta.Key(tile: p.tile, minuteMs: p.minuteMs)
+            let slot: Int
+            if let c = current, c.key == key, c.pseudonym == p.pseudonym {
+                slot = c.slot
+            } else {
+                slot = self.slot(key, member: number(of: p.pseudonym))
+                current = (key, p.pseudonym, slot)
+            }
+            add(slot: slot, speedDkmh: p.speedDkmh)
+        }
+    }
+
+    /// The sums, sorted by key (``SortedTrafficDelta``).
+    func sorted() -> SortedTrafficDelta {
+        var vehicles = [[Int64]](repeating: [], count: keys.count)
+        for m in memberList { vehicles[m.slot].append(vehicleKeys[m.pseudonym]) }
+        let order = keys.indices.sorted { keys[$0] < keys[$1] }
+        let sums = order.map { slot -> (TrafficDelta.Key, TrafficDelta.Sums) in
+            var histogram = SpeedHistogram()
+            let base = slot * SpeedHistogram.bucketCount
+            for b in 0..<SpeedHistogram.bucketCount where buckets[base + b] != 0 {
+                histogram.add(bucket: b, count: Int(buckets[base + b]))
+            }
+            let set = VehicleSet.sortedDistinct(vehicles[slot])
+            return (keys[slot], TrafficDelta.Sums(points: points[slot], speedSumDkmh: speedSums[slot], vehicles: set, histogram: histogram))
+        }
+        return SortedTrafficDelta(sums: sums)
+    }
+}
+
+/// ``TrafficDelta`` sums as the writes take them, sorted by key:
 /// concurrent writers (several pipeline instances on one PostgreSQL) then
 /// lock aggregate rows in the same order and cannot deadlock each other.
 struct SortedTrafficDelta: Sendable {
-    var memberships: [TrafficDelta.Membership]
     var sums: [(TrafficDelta.Key, TrafficDelta.Sums)]
 
-    init(_ delta: TrafficDelta) {
-        memberships = delta.memberships.sorted { ($0.key, $0.pseudonym) < ($1.key, $1.pseudonym) }
-        sums = delta.sums.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    /// The deltas of `points`, which must be only newly stored ones.
+    init(newPoints points: some Sequence<ProbePoint>) {
+        var accumulator = TrafficAccumulator()
+        accumulator.add(points)
+        self = accumulator.sorted()
     }
 
-    /// Counts the vehicles new in each tile-minute (`added`: how many
-    /// memberships the store had not seen before, per tile-minute).
-    mutating func addNewVehicles(_ added: [TrafficDelta.Key: Int]) {
-        guard !added.isEmpty else { return }
-        for i in sums.indices { sums[i].1.vehicles += added[sums[i].0] ?? 0 }
+    init(sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) {
+        self.sums = sums
     }
 }

@@ -251,7 +251,8 @@ public struct CanonicalJSONWriter {
         bytes[start...].reverse()
     }
 
-    private mutating func string(_ text: String) {
+    /// Appends `text` as a JSON string literal (see ``quoted(_:)``).
+    public mutating func string(_ text: String) {
         var text = text
         text.withUTF8 { string(UnsafeRawBufferPointer($0)) }
     }

@@ -119,6 +119,14 @@ struct PipelineRulesTests {
         #expect(hazards.count == 1)
         let report = try JSONDecoder().decode(HazardReport.self, from: Data(hazards[0].value))
         #expect(report.type == "TYPE_OBSTACLE" && report.pseudonym.count == 32)
+        // Written directly, byte for byte what JSONEncoder with sorted keys makes.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        #expect(hazards[0].value == Array(try encoder.encode(report)))
+        var odd = report
+        odd.type = "a \"quoted\" \\ type/with slash"
+        odd.latE7 = -900_000_000
+        #expect(odd.json == Array(try encoder.encode(odd)))
         // Search everything written for the VINs, plain and as unkeyed hashes.
         let vin = v.vin.description
         let needles = [vin, off.vin.description] + [vin, off.vin.description].flatMap(unkeyedHashes)

@@ -188,7 +188,7 @@ struct SchemaUpgradeTests {
 /// histograms sparse: a version-5 database keeps its traffic data.
 @Suite("Schema version 6")
 struct SchemaSixUpgradeTests {
-    @Test("a version-5 database keeps its aggregates (dense histograms made sparse), memberships and probes; a redelivered old probe is still a duplicate",
+    @Test("a version-5 database keeps its aggregates (dense histograms made sparse), memberships (as vehicle sets) and probes; a redelivered old probe is still a duplicate",
           arguments: StoreKind.allCases)
     func upgradeKeepsTraffic(kind: StoreKind) async throws {
         // Tile 7, minute t0: 3 points at 50 km/h (bucket 10) of pseudonym p-old, sequence 1.
@@ -239,6 +239,12 @@ struct SchemaSixUpgradeTests {
                 let after = try #require(try await store.trafficAggregates(tile: 7, fromMinute: t0, toMinute: t0).first)
                 #expect(after.pointCount == 5 && after.vehicleCount == 2)
                 #expect(after.histogram.counts[10] == 3 && after.histogram.counts[6] == 2 && after.histogram.total == 5)
+                // Schema 7 moved the old membership into the aggregate's vehicle set:
+                // p-old's next probe in that minute is not a new vehicle.
+                _ = try await store.apply(StoreBatch(probePoints: points("p-old", sequence: 2, count: 1, speedKmh: 50)))
+                let later = try #require(try await store.trafficAggregates(tile: 7, fromMinute: t0, toMinute: t0).first)
+                #expect(later.pointCount == 6 && later.vehicleCount == 2)
+                #expect(try await store.stats().trafficVehicles == 2)
             } catch {
                 await store.close()
                 throw error

@@ -379,6 +379,28 @@ struct StoreBehaviourTests {
         }
     }
 
+    @Test("an aggregate's vehicle set: an erased vehicle leaves it and the others stay counted once; retention clears it and keeps the counts",
+          arguments: StoreKind.allCases)
+    func vehicleSets(kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            _ = try await store.apply(StoreBatch(probePoints: points("p-a", sequence: 1, count: 3, speedKmh: 30) + points("p-b", sequence: 1, count: 3, speedKmh: 40)))
+            #expect(try await store.stats().trafficVehicles == 2)
+            let erasure = try await store.erase(VIN("WMW11DJ0X02A00001")!, pseudonyms: ["p-a"])
+            #expect(erasure.deleted["traffic_vehicles"] == 1)
+            #expect(try await store.stats().trafficVehicles == 1)
+            // p-b is still in the set: its next probe in the minute is no new vehicle.
+            _ = try await store.apply(StoreBatch(probePoints: points("p-b", sequence: 2, count: 2, speedKmh: 40, startMs: t0 + 10_000)))
+            var minute = try #require(try await store.trafficAggregates(tile: 7, fromMinute: t0, toMinute: t0).first)
+            #expect(minute.vehicleCount == 2 && minute.pointCount == 8)
+            // Retention clears the set with the raw points; the counts stay.
+            #expect(try await store.sweep(.trafficMemberships, before: t0 + 60_000, limit: 100) == 1)
+            #expect(try await store.sweep(.trafficMemberships, before: t0 + 60_000, limit: 100) == 0)
+            #expect(try await store.stats().trafficVehicles == 0)
+            minute = try #require(try await store.trafficAggregates(tile: 7, fromMinute: t0, toMinute: t0).first)
+            #expect(minute.vehicleCount == 2 && minute.pointCount == 8)
+        }
+    }
+
     @Test("a batch that fails midway leaves nothing half-written", arguments: StoreKind.allCases)
     func failedBatchRollsBack(kind: StoreKind) async throws {
         try await withStore(kind) { store in
