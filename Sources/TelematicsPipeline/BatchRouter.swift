@@ -19,6 +19,16 @@ public struct PreparedBatch: Sendable {
     /// (`DurableOffsets.ticket`).
     var ticket = 0
 
+    /// Adds the effects of `other`, another shard of the same polled batch
+    /// (``BulkLane`` routes a batch in shards by vehicle), after these.
+    mutating func append(contentsOf other: PreparedBatch) {
+        store.append(contentsOf: other.store)
+        outputs += other.outputs
+        offsets.merge(other.offsets, uniquingKeysWith: max)
+        tally.add(other.tally)
+        handedOver += other.handedOver
+    }
+
     /// The offsets to commit.
     public var processedOffsets: [KafkaProcessedOffset] {
         offsets.map { KafkaProcessedOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
@@ -73,9 +83,11 @@ public struct BatchTally: Sendable {
 
 /// Applies RULES.md to decoded records and collects their effects.
 ///
-/// One per bulk lane: it owns the lane's decoder (zstd context and buffer)
-/// and the consent book, and handles batches strictly in order, so consent
-/// changes apply to every message processed after them.
+/// One per routing shard of a bulk lane: it owns its decoder (zstd context
+/// and buffer) and the consent book of its vehicles (the lane gives each
+/// vehicle's records to one shard), and handles batches strictly in order,
+/// so consent changes apply to every message of the vehicle processed
+/// after them.
 ///
 /// Unchecked Sendable: the lane hands it to its routing thread one batch at
 /// a time and never touches it concurrently.
@@ -102,9 +114,9 @@ final class BatchRouter: @unchecked Sendable {
 
     /// VINs of the batch whose consent state is not known yet (read from the
     /// envelope header without decoding; bad records are simply skipped here).
-    func unknownVINs(in batch: KafkaMessageBatch) -> [VIN] {
+    func unknownVINs(in records: some Sequence<KafkaRecord>) -> [VIN] {
         var missing = Set<VIN>()
-        for record in batch {
+        for record in records {
             guard let vin = VIN(peekingAt: record.value) else { continue }
             if !consent.knows(vin) { missing.insert(vin) }
         }
@@ -117,12 +129,14 @@ final class BatchRouter: @unchecked Sendable {
         for vin in vins where loaded[vin] == nil { consent.markDefault(vin) }
     }
 
-    /// Routes every record of `batch` (in order) into one prepared batch.
-    func route(_ batch: KafkaMessageBatch) -> PreparedBatch {
+    /// Routes every record of `records` (in order) into one prepared batch.
+    /// The probes' aggregate deltas are left to sort
+    /// (``StoreBatch/prepareProbes()``) once the shards are together.
+    func route(_ records: some Sequence<KafkaRecord>) -> PreparedBatch {
         var prepared = PreparedBatch()
         var topicName = ""
         var topicKey: (partition: Int32, pointer: UnsafeRawPointer?) = (-1, nil)
-        for record in batch {
+        for record in records {
             // The topic name is read once per run of records of one topic.
             let namePointer = record.withTopicName { $0.baseAddress }
             if namePointer != topicKey.pointer {
@@ -152,7 +166,6 @@ final class BatchRouter: @unchecked Sendable {
             prepared.handedOver.append(emergency.submit(urgent))
             urgent.removeAll()
         }
-        prepared.store.prepareProbes()
         return prepared
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Metrics
 import ServiceLifecycle
@@ -35,6 +36,15 @@ public struct PipelineConfiguration: Sendable {
     /// per transaction (README: 2,000 -> 10,000 took SQLite from 38,700 to
     /// 56,400 records/s).
     public var batchSize = 10_000
+    /// Threads that route a polled batch, each the records of its share of
+    /// the vehicles (so one vehicle's records stay in order, in one
+    /// shard): by default one per core but the one the store's writes take,
+    /// at most 8.
+    public var routingThreads = PipelineConfiguration.defaultRoutingThreads
+    /// ``routingThreads`` unless configured: the machine's cores less one.
+    public static var defaultRoutingThreads: Int {
+        min(8, max(1, ProcessInfo.processInfo.activeProcessorCount - 1))
+    }
     /// Batches routed but not yet durable before consumption pauses
     /// (backpressure: memory stays bounded when a store falls behind).
     public var batchesInFlight = 2
@@ -211,12 +221,16 @@ public final class BulkLane: Service, Sendable {
 
     /// Polls and routes until shutdown; pauses while too many batches wait.
     private func pollLoop(_ consumer: KafkaConsumer, into queue: AsyncStream<PreparedBatch>.Continuation) async throws {
-        let router = BatchRouter(dictionaries: dictionaries, topics: configuration.topics, secrets: secrets, emergency: emergency)
-        // Routing a batch is some milliseconds of work without a suspension
-        // point: on a thread of its own it never holds a thread of the
-        // cooperative pool, where the emergency lane's tasks must run at once.
-        let routing = BlockingThread(name: "telematics-route")
-        defer { routing.stop() }
+        // A router per shard of the vehicles, each on a thread of its own:
+        // routing a batch is some milliseconds of work without a suspension
+        // point, so it never holds a thread of the cooperative pool, where
+        // the emergency lane's tasks must run at once.
+        let shards = max(1, configuration.routingThreads)
+        let routers = (0..<shards).map { _ in
+            BatchRouter(dictionaries: dictionaries, topics: configuration.topics, secrets: secrets, emergency: emergency)
+        }
+        let threads = (0..<shards).map { BlockingThread(name: "telematics-route-\($0)") }
+        defer { for thread in threads { thread.stop() } }
         var paused = Set<KafkaTopicPartition>()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             // A store a little behind is waited for without pausing: a pause
@@ -262,18 +276,71 @@ public final class BulkLane: Service, Sendable {
                 let now = ContinuousClock.now
                 statistics.update { $0.firstRecordAt = now }
             }
-            let unknown = router.unknownVINs(in: batch)
-            if !unknown.isEmpty {
-                let loaded = try await retrying("load consent") { try await self.store.consent(for: unknown) }
-                router.warmConsent(unknown, loaded: loaded)
-            }
             // After the poll: a revoke it served is counted in the ticket.
             let ticket = durable.ticket
-            var prepared = await routing.perform { router.route(batch) }
+            var prepared = try await route(batch, routers: routers, threads: threads)
             prepared.ticket = ticket
             batch.release()
             statistics.update { $0.inFlight += 1 }
             queue.yield(prepared)
+        }
+    }
+
+    /// Routes `batch`: with one router on its thread; with several, each
+    /// takes the records of its vehicles (by a hash of the VIN, so a
+    /// vehicle's records keep their order in one shard and its consent
+    /// state lives in one router) and the shards are joined in shard order.
+    /// Consent states not known yet are loaded first, in one query.
+    private func route(_ batch: KafkaMessageBatch, routers: [BatchRouter], threads: [BlockingThread]) async throws -> PreparedBatch {
+        let shards = routers.count
+        // Records whose envelope has no readable VIN go to shard 0 (to be dead-lettered there).
+        var members: [[Int]] = []
+        if shards > 1 {
+            members = Array(repeating: [], count: shards)
+            for i in batch.indices {
+                let shard = VIN(peekingAt: batch[i].value).map { Int(UInt(bitPattern: $0.hashValue) % UInt(shards)) } ?? 0
+                members[shard].append(i)
+            }
+        }
+        let unknown = shards == 1
+            ? [routers[0].unknownVINs(in: batch)]
+            : (0..<shards).map { shard in routers[shard].unknownVINs(in: members[shard].lazy.map { batch[$0] }) }
+        let all = unknown.flatMap { $0 }
+        if !all.isEmpty {
+            let loaded = try await retrying("load consent") { try await self.store.consent(for: all) }
+            for (router, vins) in zip(routers, unknown) where !vins.isEmpty {
+                if shards == 1 {
+                    router.warmConsent(vins, loaded: loaded)
+                } else {
+                    let mine = Set(vins)
+                    router.warmConsent(vins, loaded: loaded.filter { mine.contains($0.key) })
+                }
+            }
+        }
+        if shards == 1 {
+            let router = routers[0]
+            return await threads[0].perform {
+                var prepared = router.route(batch)
+                prepared.store.prepareProbes()
+                return prepared
+            }
+        }
+        let parts = await withTaskGroup(of: (Int, PreparedBatch).self) { group in
+            for shard in 0..<shards {
+                let router = routers[shard], indices = members[shard], thread = threads[shard]
+                group.addTask { (shard, await thread.perform { router.route(indices.lazy.map { batch[$0] }) }) }
+            }
+            var parts = [PreparedBatch?](repeating: nil, count: shards)
+            for await (shard, part) in group { parts[shard] = part }
+            return parts.compactMap { $0 }
+        }
+        return await threads[0].perform {
+            var prepared = parts[0]
+            for part in parts.dropFirst() { prepared.append(contentsOf: part) }
+            // Committed with the batch's data, so they agree with it after a crash.
+            prepared.store.counters = prepared.tally.counters
+            prepared.store.prepareProbes()
+            return prepared
         }
     }
 

@@ -43,6 +43,21 @@ public struct ProbeRows: Sendable {
     /// No probe was given.
     public var isEmpty: Bool { pointCount == 0 }
 
+    /// Adds the probes of `other` after these (a batch routed in shards:
+    /// one vehicle's probes are all in one shard, so no probe is in both).
+    mutating func append(contentsOf other: ProbeRows) {
+        let shift = bytes.count
+        bytes.append(contentsOf: other.bytes)
+        probes.append(contentsOf: other.probes.lazy.map {
+            var p = $0
+            p.blob = (p.blob.lowerBound + shift)..<(p.blob.upperBound + shift)
+            return p
+        })
+        pointCount += other.pointCount
+        seen.formUnion(other.seen)
+        traffic.merge(other.traffic)
+    }
+
     /// The blob of `probe`.
     func blob(of probe: PackedProbe) -> ArraySlice<UInt8> { bytes[probe.blob] }
 
@@ -96,7 +111,7 @@ public struct ProbeRows: Sendable {
         pointCount += count
         let key = ProbeKey(pseudonym: pseudonym, sequence: sequence)
         guard seen.insert(key).inserted else { return }
-        let member = traffic.number(of: pseudonym)
+        let vehicle = VehicleSet.key(pseudonym)
         // A point takes at most 4 x 10 + 2 x 5 bytes.
         let capacity = count * 50
         if scratch.count < capacity { scratch = Array(repeating: 0, count: capacity) }
@@ -132,7 +147,7 @@ public struct ProbeRows: Sendable {
                 firstT = min(firstT, p.tMs)
                 if p.tile != run.tile || p.tMs < run.minuteStart || p.tMs >= run.minuteEnd {
                     let minute = ProbePoint.minute(ofMs: p.tMs)
-                    run = (minute, minute &+ 60_000, p.tile, traffic.slot(TrafficDelta.Key(tile: p.tile, minuteMs: minute), member: member))
+                    run = (minute, minute &+ 60_000, p.tile, traffic.slot(TrafficDelta.Key(tile: p.tile, minuteMs: minute), vehicle: vehicle))
                 }
                 traffic.add(slot: run.slot, speedDkmh: p.speedDkmh)
             }

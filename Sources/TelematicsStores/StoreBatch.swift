@@ -240,6 +240,19 @@ public struct StoreBatch: Sendable {
         preparedTraffic = nil
     }
 
+    /// Adds everything of `other` after this batch's own (the shards of one
+    /// routed batch; a vehicle's records are all in one shard, so the order
+    /// per vehicle is kept). Counters add up.
+    public mutating func append(contentsOf other: StoreBatch) {
+        consentChanges += other.consentChanges
+        teleserviceCalls += other.teleserviceCalls
+        chargeSessions += other.chargeSessions
+        probePoints += other.probePoints
+        probes.append(contentsOf: other.probes)
+        counters.merge(other.counters, uniquingKeysWith: +)
+        preparedTraffic = nil
+    }
+
     /// Sorts the aggregate deltas of ``probes`` now, outside the store's
     /// transaction. Call it last, once every probe is appended.
     public mutating func prepareProbes() {

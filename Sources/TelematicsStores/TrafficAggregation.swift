@@ -270,8 +270,8 @@ enum TrafficDelta {
 /// arrays: an aggregate is a slot, looked up once per run of points in one
 /// tile-minute (a probe's thirty points fall in one or two), not per point;
 /// a point then adds to its slot's count, speed sum and histogram bucket.
-/// A vehicle's presence in a tile-minute is a (slot, pseudonym number) pair
-/// until ``sorted()`` turns the pairs into each aggregate's vehicle set.
+/// A vehicle's presence in a tile-minute is a (slot, ``VehicleSet`` key)
+/// pair, noted once per run; ``sorted()`` makes each slot's set of them.
 struct TrafficAccumulator: Sendable {
     private var slotOf: [TrafficDelta.Key: Int] = [:]
     private var keys: [TrafficDelta.Key] = []
@@ -279,40 +279,43 @@ struct TrafficAccumulator: Sendable {
     private var speedSums: [Int64] = []
     /// ``SpeedHistogram/bucketCount`` counts per slot.
     private var buckets: [Int32] = []
-    private var members: Set<Int> = []
-    private var memberList: [(slot: Int, pseudonym: Int)] = []
-    private var numberOf: [String: Int] = [:]
-    /// ``VehicleSet/key(_:)`` of each pseudonym, by number.
-    private var vehicleKeys: [Int64] = []
+    /// (slot, vehicle) pairs, repeats included (a vehicle back in a
+    /// tile-minute within the batch).
+    private var members: [(slot: Int, vehicle: Int64)] = []
 
     /// Whether any point was added.
     var isEmpty: Bool { keys.isEmpty }
 
-    /// A small number standing for `pseudonym` in memberships.
-    mutating func number(of pseudonym: String) -> Int {
-        if let n = numberOf[pseudonym] { return n }
-        let n = vehicleKeys.count
-        numberOf[pseudonym] = n
-        vehicleKeys.append(VehicleSet.key(pseudonym))
-        return n
+    /// The slot of `key`, made if new, with `vehicle` (a ``VehicleSet``
+    /// key) counted in it.
+    mutating func slot(_ key: TrafficDelta.Key, vehicle: Int64) -> Int {
+        let slot = self.slot(key)
+        members.append((slot, vehicle))
+        return slot
     }
 
-    /// The slot of `key`, made if new, with the vehicle `member` (a
-    /// ``number(of:)``) counted in it.
-    mutating func slot(_ key: TrafficDelta.Key, member: Int) -> Int {
-        let slot: Int
-        if let found = slotOf[key] {
-            slot = found
-        } else {
-            slot = keys.count
-            slotOf[key] = slot
-            keys.append(key)
-            points.append(0)
-            speedSums.append(0)
-            buckets.append(contentsOf: repeatElement(0, count: SpeedHistogram.bucketCount))
-        }
-        if members.insert(slot << 32 | member).inserted { memberList.append((slot, member)) }
+    private mutating func slot(_ key: TrafficDelta.Key) -> Int {
+        if let found = slotOf[key] { return found }
+        let slot = keys.count
+        slotOf[key] = slot
+        keys.append(key)
+        points.append(0)
+        speedSums.append(0)
+        buckets.append(contentsOf: repeatElement(0, count: SpeedHistogram.bucketCount))
         return slot
+    }
+
+    /// Adds another accumulator's sums and vehicles to these.
+    mutating func merge(_ other: TrafficAccumulator) {
+        let width = SpeedHistogram.bucketCount
+        let mapped = other.keys.indices.map { s -> Int in
+            let t = slot(other.keys[s])
+            points[t] += other.points[s]
+            speedSums[t] += other.speedSums[s]
+            for b in 0..<width { buckets[t * width + b] += other.buckets[s * width + b] }
+            return t
+        }
+        members.append(contentsOf: other.members.lazy.map { (mapped[$0.slot], $0.vehicle) })
     }
 
     /// Adds one point of `speedDkmh` to `slot`.
@@ -332,7 +335,7 @@ struct TrafficAccumulator: Sendable {
             if let c = current, c.key == key, c.pseudonym == p.pseudonym {
                 slot = c.slot
             } else {
-                slot = self.slot(key, member: number(of: p.pseudonym))
+                slot = self.slot(key, vehicle: VehicleSet.key(p.pseudonym))
                 current = (key, p.pseudonym, slot)
             }
             add(slot: slot, speedDkmh: p.speedDkmh)
@@ -342,7 +345,7 @@ struct TrafficAccumulator: Sendable {
     /// The sums, sorted by key (``SortedTrafficDelta``).
     func sorted() -> SortedTrafficDelta {
         var vehicles = [[Int64]](repeating: [], count: keys.count)
-        for m in memberList { vehicles[m.slot].append(vehicleKeys[m.pseudonym]) }
+        for m in members { vehicles[m.slot].append(m.vehicle) }
         let order = keys.indices.sorted { keys[$0] < keys[$1] }
         let sums = order.map { slot -> (TrafficDelta.Key, TrafficDelta.Sums) in
             var histogram = SpeedHistogram()
@@ -350,8 +353,8 @@ struct TrafficAccumulator: Sendable {
             for b in 0..<SpeedHistogram.bucketCount where buckets[base + b] != 0 {
                 histogram.add(bucket: b, count: Int(buckets[base + b]))
             }
-            let set = VehicleSet.sortedDistinct(vehicles[slot])
-            return (keys[slot], TrafficDelta.Sums(points: points[slot], speedSumDkmh: speedSums[slot], vehicles: set, histogram: histogram))
+            return (keys[slot], TrafficDelta.Sums(
+                points: points[slot], speedSumDkmh: speedSums[slot], vehicles: VehicleSet.sortedDistinct(vehicles[slot]), histogram: histogram))
         }
         return SortedTrafficDelta(sums: sums)
     }

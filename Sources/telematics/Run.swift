@@ -65,6 +65,11 @@ struct Run: AsyncParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Most records per poll and per store transaction (a poll returns after 100 ms with what has arrived).")
     var batchSize = 10_000
 
+    @Option(name: .customLong("routing-threads"), help: ArgumentHelp(
+        "Threads that decode and route a batch, each for its share of the vehicles (default: the cores less one, at most 8).",
+        valueName: "N"))
+    var routingThreads: Int?
+
     @Option(help: "Partitions per topic of the embedded cluster.")
     var partitions = 12
 
@@ -106,7 +111,8 @@ struct Run: AsyncParsableCommand {
             ("retention-every", retentionEvery),
             ("privacy-officer", masked("privacy-officer", privacyOfficers)),
             ("exit-when-idle", exitWhenIdle.map { "\($0)" } ?? ""), ("dict-dir", dictionaryDirectory ?? ""),
-            ("batch-size", "\(batchSize)"), ("partitions", "\(partitions)"),
+            ("batch-size", "\(batchSize)"), ("routing-threads", "\(routingThreads ?? PipelineConfiguration.defaultRoutingThreads)"),
+            ("partitions", "\(partitions)"),
             ("simulate-rate", simulateRate.map { "\($0)" } ?? ""), ("simulate-vehicles", "\(simulateVehicles)"),
             ("duration", duration.map { "\($0)" } ?? ""), ("console", console),
             ("agent", masked("agent", agents)),
@@ -157,6 +163,7 @@ struct Run: AsyncParsableCommand {
         var configuration = PipelineConfiguration(consumer: consumer, producer: producer)
         configuration.topics = topics
         configuration.batchSize = batchSize
+        if let routingThreads { configuration.routingThreads = max(1, routingThreads) }
 
         let store: any TelematicsStore
         if let postgres {

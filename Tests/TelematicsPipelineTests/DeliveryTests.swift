@@ -6,6 +6,7 @@ import Testing
 import TelematicsKafka
 import TelematicsPipeline
 import TelematicsStores
+import TelematicsTestSupport
 import TelematicsWire
 
 @Suite("Pipeline: nothing lost, nothing twice", .serialized)
@@ -44,6 +45,25 @@ struct DeliveryTests {
         await store.close()
     }
 
+    @Test("a batch routed in three shards (by vehicle) stores exactly what one router stores")
+    func shardedRouting() async throws {
+        let records = try fleetRecords(3_000, seed: 11)
+        let h = try PipelineHarness()
+        try await h.produce(records)
+        var contents: [String] = []
+        for threads in [1, 3] {
+            let directory = h.directory + "/routing-\(threads)"
+            let store = try await SQLiteStore(directory: directory)
+            var configuration = h.configuration(group: "routing-\(threads)", batchSize: 500)
+            configuration.routingThreads = threads
+            try await h.runLane(until: records.count, store: store, configuration: configuration)
+            await store.close()
+            contents.append(try storedContents(directory + "/" + SQLiteStore.fileName))
+        }
+        #expect(contents[0].contains("rtti_probe") && contents[0].split(separator: "\n").count > 1_000, "the run stored data")
+        #expect(contents[0] == contents[1], "one router and three shards stored different data")
+    }
+
     @Test("when the store falls behind, the lane pauses its partitions instead of buffering, and catches up afterwards")
     func backpressure() async throws {
         let h = try PipelineHarness()
@@ -73,4 +93,30 @@ struct DeliveryTests {
         #expect(try await store.stats().teleserviceCalls > 0)
         await store.close()
     }
+}
+
+/// Every stored row of a SQLite store, in key order, but what differs
+/// between two correct runs: case ids (assigned in insert order across
+/// vehicles) and sealed bytes (a fresh nonce each).
+private func storedContents(_ file: String) throws -> String {
+    let queries = [
+        "SELECT * FROM consents ORDER BY vin",
+        "SELECT * FROM vehicle_states ORDER BY vin",
+        "SELECT * FROM teleservice_calls ORDER BY vin, sequence",
+        """
+        SELECT vin, need, state, service_partner_id, opened_at_ms, updated_at_ms, closed_at_ms, last_sequence, notifications
+        FROM maintenance_cases ORDER BY vin, need, opened_at_ms, last_sequence
+        """,
+        """
+        SELECT vin, session_id, sequence, recorded_at_ms, started_at_ms, ended_at_ms, energy_wh, sealed_position IS NULL, key_id
+        FROM charge_sessions ORDER BY vin, session_id
+        """,
+        "SELECT pseudonym, sequence, t_ms, point_count, hex(points) FROM probes ORDER BY pseudonym, sequence",
+        """
+        SELECT minute_ms, tile, point_count, vehicle_count, speed_sum_dkmh, hex(speed_histogram), hex(vehicles)
+        FROM traffic_aggregates ORDER BY minute_ms, tile
+        """,
+        "SELECT * FROM pipeline_counters ORDER BY name",
+    ]
+    return try ProcessOutput.run(["sqlite3", "-readonly", file, queries.joined(separator: ";\n") + ";"]).output
 }
