@@ -590,9 +590,9 @@ struct SQLiteWriter: BatchWriter {
         }
         return try await insertNew(into: "teleservice_calls", keys: "vin, sequence", rows) {
             """
-            INSERT INTO teleservice_calls (vin, sequence, recorded_at_ms, trigger, mileage_km, battery_12v_mv,
+            INSERT OR IGNORE INTO teleservice_calls (vin, sequence, recorded_at_ms, trigger, mileage_km, battery_12v_mv,
                 lat_e7, lon_e7, service_partner_id, in_workshop, service_items, check_controls)
-            VALUES \(Self.values($0, 12)) ON CONFLICT DO NOTHING
+            VALUES \(Self.values($0, 12))
             """
         } key: { r in
             guard let vin = VIN(try r.text(0)) else { throw SQLiteRowReader.Mismatch(description: "stored call with an invalid VIN") }
@@ -681,10 +681,10 @@ struct SQLiteWriter: BatchWriter {
              s.sealedSessionID.map { .blob(ByteBuffer(bytes: $0)) } ?? .null]
         }) {
             """
-            INSERT INTO charge_sessions (vin, session_id, sequence, recorded_at_ms, started_at_ms, ended_at_ms,
+            INSERT OR IGNORE INTO charge_sessions (vin, session_id, sequence, recorded_at_ms, started_at_ms, ended_at_ms,
                 soc_start_permille, soc_end_permille, energy_wh, max_power_w, current, site, end_reason,
                 sealed_position, key_id, sealed_session_id)
-            VALUES \(Self.values($0, 16)) ON CONFLICT DO NOTHING RETURNING vin
+            VALUES \(Self.values($0, 16)) RETURNING vin
             """
         }.count
     }
@@ -693,15 +693,22 @@ struct SQLiteWriter: BatchWriter {
         let rows = probes.map { p -> [SQLiteData] in
             [.text(p.key.pseudonym), .seq(p.key.sequence), .int(p.firstTMs), .int(p.pointCount), .blob(ByteBuffer(bytes: bytes[p.blob]))]
         }
+        // OR IGNORE, not ON CONFLICT DO NOTHING: a statement that may abort
+        // halfway (the CHECK on the pseudonym) keeps a statement journal, a
+        // copy of every page it touches; ignoring instead, it keeps none. So
+        // the CHECK is enforced here, before the statement.
+        if probes.contains(where: { $0.key.pseudonym.isEmpty }) {
+            throw SQLiteRowReader.Mismatch(description: "CHECK constraint failed: a probe without a pseudonym")
+        }
         return try await insertNew(into: "probes", keys: "pseudonym, sequence", rows) {
-            "INSERT INTO probes (pseudonym, sequence, t_ms, point_count, points) VALUES \(Self.values($0, 5)) ON CONFLICT DO NOTHING"
+            "INSERT OR IGNORE INTO probes (pseudonym, sequence, t_ms, point_count, points) VALUES \(Self.values($0, 5))"
         } key: { r in
             ProbeKey(pseudonym: try r.text(0), sequence: try r.uint64(1))
         }
     }
 
     /// Inserts `rows` with `sql(n)` (an INSERT of n rows into the rowid
-    /// table `table`, ON CONFLICT DO NOTHING) and says which it stored.
+    /// table `table`, OR IGNORE) and says which it stored.
     /// Usually all of them, and the insert should not pay for telling which
     /// (a RETURNING row each, or a savepoint whose sub-journal copies every
     /// page the insert touches). The transaction is the only writer (BEGIN
