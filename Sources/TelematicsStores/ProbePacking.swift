@@ -64,6 +64,11 @@ public struct ProbeRows: Sendable {
     /// The aggregate deltas of all probes, sorted.
     func sortedTraffic() -> SortedTrafficDelta { traffic.sorted() }
 
+    /// Lets go of the packing buffer (a probe's points x 50 bytes, large for
+    /// a hostile probe) once every probe is appended: the rows wait in the
+    /// lane until they are durable.
+    mutating func releaseScratch() { scratch = [] }
+
     /// Adds the probe (pseudonym, sequence) with `points`, each placed in
     /// its road tile (``RoadTile``). A probe seen before in the batch is a
     /// repeat: left out, its points counted as already present.

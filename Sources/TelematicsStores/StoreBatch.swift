@@ -256,6 +256,7 @@ public struct StoreBatch: Sendable {
     /// Sorts the aggregate deltas of ``probes`` now, outside the store's
     /// transaction. Call it last, once every probe is appended.
     public mutating func prepareProbes() {
+        probes.releaseScratch()
         preparedTraffic = probes.isEmpty ? nil : probes.sortedTraffic()
     }
 
