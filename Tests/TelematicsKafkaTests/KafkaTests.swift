@@ -255,8 +255,19 @@ struct KafkaLayerTests {
 
     @Test("a fixed port base forwards to the mock brokers")
     func portBase() async throws {
-        let base = 39_000 + Int(getpid() % 500) * 4
-        let cluster = try EmbeddedKafkaCluster(brokers: 2, portBase: base)
+        // The base lies in Linux's ephemeral range, where any outgoing
+        // connection of the machine may hold a port for a while (CI saw
+        // "Address already in use" once): another base is tried then.
+        var made: (cluster: EmbeddedKafkaCluster, base: Int)?
+        for attempt in 0..<10 where made == nil {
+            let base = 39_000 + Int((Int(getpid()) + 137 * attempt) % 500) * 4
+            switch Result(catching: { () throws(KafkaError) in try EmbeddedKafkaCluster(brokers: 2, portBase: base) }) {
+            case .success(let cluster): made = (cluster, base)
+            case .failure(let error) where "\(error)".contains("Address already in use") && attempt < 9: continue
+            case .failure(let error): throw error
+            }
+        }
+        let (cluster, base) = try #require(made)
         #expect(cluster.bootstrap.servers == ["127.0.0.1:\(base)", "127.0.0.1:\(base + 1)"])
         try cluster.createTopic("traffic.probes", partitions: 2)
         let admin = try KafkaAdmin(configuration: .init(bootstrap: cluster.bootstrap))
