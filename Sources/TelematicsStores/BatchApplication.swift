@@ -152,19 +152,17 @@ func applyBatch(_ batch: StoreBatch, with writer: some BatchWriter) async throws
     // the aggregates (a probe is stored whole or not at all).
     if let (rows, prepared) = batch.probeRows() {
         var traffic = prepared
-        switch try await writer.insertProbes(rows.probes, bytes: rows.bytes) {
-        case .all:
-            result.probePointsInserted = rows.probes.reduce(0) { $0 + $1.pointCount }
-        case .only(let inserted) where inserted.count == rows.probes.count:
-            result.probePointsInserted = rows.probes.reduce(0) { $0 + $1.pointCount }
-        case .only(var inserted):
-            // After a redelivery only the new probes' points count.
-            var newPoints: [ProbePoint] = []
+        result.probePointsInserted = rows.probes.reduce(0) { $0 + $1.pointCount }
+        if case .only(var inserted) = try await writer.insertProbes(rows.probes, bytes: rows.bytes), inserted.count < rows.probes.count {
+            // After a redelivery only the new probes' points count: they are
+            // packed again, and so reduced, as the router packs them.
+            var fresh = ProbeRows()
             for probe in rows.probes where inserted.remove(probe.key) != nil {
-                newPoints += ProbePacking.unpack(rows.blob(of: probe), format: 2, pseudonym: probe.key.pseudonym, sequence: probe.key.sequence) ?? []
+                fresh.append(points: ProbePacking.unpack(
+                    rows.blob(of: probe), format: 2, pseudonym: probe.key.pseudonym, sequence: probe.key.sequence) ?? [])
             }
-            result.probePointsInserted = newPoints.count
-            traffic = SortedTrafficDelta(newPoints: newPoints)
+            result.probePointsInserted = fresh.pointCount
+            traffic = fresh.sortedTraffic()
         }
         result.probePointsAlreadyPresent = rows.pointCount - result.probePointsInserted
         if result.probePointsInserted > 0 {

@@ -89,16 +89,22 @@ public struct ProbeRows: Sendable {
             while end < points.endIndex, points[end].sequence == first.sequence, points[end].pseudonym == first.pseudonym {
                 end += 1
             }
-            append(pseudonym: first.pseudonym, sequence: first.sequence, count: end - start, placingInTiles: false, points: points[start..<end].lazy.map {
-                PointFields(tMs: $0.tMs, latE7: Int64($0.latE7), lonE7: Int64($0.lonE7), tile: $0.tile,
-                            speedDkmh: $0.speedDkmh, headingDeg: $0.headingDeg)
-            })
+            append(pseudonym: first.pseudonym, sequence: first.sequence, count: end - start, placingInTiles: false,
+                   points: points[start..<end].lazy.map(PointFields.init))
             start = end
         }
     }
 
     /// What a point contributes to its row and its aggregate.
     struct PointFields {
+        init(tMs: Int64, latE7: Int64, lonE7: Int64, tile: Int64, speedDkmh: UInt32, headingDeg: UInt32) {
+            (self.tMs, self.latE7, self.lonE7, self.tile, self.speedDkmh, self.headingDeg) = (tMs, latE7, lonE7, tile, speedDkmh, headingDeg)
+        }
+
+        init(_ p: ProbePoint) {
+            self.init(tMs: p.tMs, latE7: Int64(p.latE7), lonE7: Int64(p.lonE7), tile: p.tile, speedDkmh: p.speedDkmh, headingDeg: p.headingDeg)
+        }
+
         var tMs: Int64
         var latE7: Int64
         var lonE7: Int64
@@ -117,38 +123,17 @@ public struct ProbeRows: Sendable {
         let key = ProbeKey(pseudonym: pseudonym, sequence: sequence)
         guard seen.insert(key).inserted else { return }
         let vehicle = VehicleSet.key(pseudonym)
-        // A point takes at most 4 x 10 + 2 x 5 bytes.
-        let capacity = count * 50
+        let capacity = count * PointWriter.maximumBytesPerPoint
         if scratch.count < capacity { scratch = Array(repeating: 0, count: capacity) }
         var firstT = Int64.max
         var run = (minuteStart: Int64.max, minuteEnd: Int64.min, tile: Int64.min, slot: -1)
         let used = scratch.withUnsafeMutableBufferPointer { out -> Int in
+            var writer = PointWriter()
             var at = 0
-            @inline(__always) func put(_ value: UInt64) {
-                var v = value
-                while v >= 0x80 {
-                    out[at] = UInt8(truncatingIfNeeded: v) | 0x80
-                    at &+= 1
-                    v >>= 7
-                }
-                out[at] = UInt8(truncatingIfNeeded: v)
-                at &+= 1
-            }
-            @inline(__always) func putDifference(_ value: Int64, from previous: Int64) {
-                let d = value &- previous
-                put(UInt64(bitPattern: (d << 1) ^ (d >> 63)))
-            }
-            var previous = (t: Int64(0), lat: Int64(0), lon: Int64(0), tile: Int64(0))
             var tiles = TileCache()
             for var p in points {
                 if placingInTiles { p.tile = tiles.tile(latE7: p.latE7, lonE7: p.lonE7) }
-                putDifference(p.tMs, from: previous.t)
-                putDifference(p.latE7, from: previous.lat)
-                putDifference(p.lonE7, from: previous.lon)
-                putDifference(p.tile, from: previous.tile)
-                put(UInt64(p.speedDkmh))
-                put(UInt64(p.headingDeg))
-                previous = (p.tMs, p.latE7, p.lonE7, p.tile)
+                writer.write(p, to: out, at: &at)
                 firstT = min(firstT, p.tMs)
                 if p.tile != run.tile || p.tMs < run.minuteStart || p.tMs >= run.minuteEnd {
                     let minute = ProbePoint.minute(ofMs: p.tMs)
@@ -161,6 +146,42 @@ public struct ProbeRows: Sendable {
         let start = bytes.count
         bytes.append(contentsOf: scratch[0..<used])
         probes.append(PackedProbe(key: key, firstTMs: firstT, pointCount: count, blob: start..<bytes.count))
+    }
+}
+
+/// Writes points in ``ProbePacking`` format 2: per point, LEB128 varints of
+/// t_ms, lat_e7, lon_e7 and tile as zigzag differences from the point
+/// before (from 0 for the first), then speed_dkmh and heading_deg. The one
+/// encoder of the format: the router's packing and ``ProbePacking/pack(_:)``.
+struct PointWriter {
+    /// At most 4 x 10 + 2 x 5 bytes.
+    static let maximumBytesPerPoint = 50
+    private var previous = (t: Int64(0), lat: Int64(0), lon: Int64(0), tile: Int64(0))
+
+    /// Writes `p` at `at` in `out` (room for ``maximumBytesPerPoint``), moving `at` past it.
+    @inline(__always)
+    mutating func write(_ p: ProbeRows.PointFields, to out: UnsafeMutableBufferPointer<UInt8>, at: inout Int) {
+        @inline(__always) func put(_ value: UInt64) {
+            var v = value
+            while v >= 0x80 {
+                out[at] = UInt8(truncatingIfNeeded: v) | 0x80
+                at &+= 1
+                v >>= 7
+            }
+            out[at] = UInt8(truncatingIfNeeded: v)
+            at &+= 1
+        }
+        @inline(__always) func putDifference(_ value: Int64, from previous: Int64) {
+            let d = value &- previous
+            put(UInt64(bitPattern: (d << 1) ^ (d >> 63)))
+        }
+        putDifference(p.tMs, from: previous.t)
+        putDifference(p.latE7, from: previous.lat)
+        putDifference(p.lonE7, from: previous.lon)
+        putDifference(p.tile, from: previous.tile)
+        put(UInt64(p.speedDkmh))
+        put(UInt64(p.headingDeg))
+        previous = (p.tMs, p.latE7, p.lonE7, p.tile)
     }
 }
 
@@ -198,23 +219,12 @@ enum ProbePacking {
 
     /// The blob of `points`, in format 2 (the schema's default for new rows).
     static func pack(_ points: some Collection<ProbePoint>) -> [UInt8] {
-        var out = ProtoWriter()
-        out.bytes.reserveCapacity(points.count * 10)
-        func putDifference(_ value: Int64, from previous: Int64) {
-            let d = value &- previous
-            out.varint(UInt64(bitPattern: (d << 1) ^ (d >> 63)))
+        [UInt8](unsafeUninitializedCapacity: points.count * PointWriter.maximumBytesPerPoint) { out, written in
+            var writer = PointWriter()
+            var at = 0
+            for p in points { writer.write(ProbeRows.PointFields(p), to: out, at: &at) }
+            written = at
         }
-        var previous = (t: Int64(0), lat: Int64(0), lon: Int64(0), tile: Int64(0))
-        for p in points {
-            putDifference(p.tMs, from: previous.t)
-            putDifference(Int64(p.latE7), from: previous.lat)
-            putDifference(Int64(p.lonE7), from: previous.lon)
-            putDifference(p.tile, from: previous.tile)
-            out.varint(UInt64(p.speedDkmh))
-            out.varint(UInt64(p.headingDeg))
-            previous = (p.tMs, Int64(p.latE7), Int64(p.lonE7), p.tile)
-        }
-        return out.bytes
     }
 
     /// The points of a stored blob of `format`; nil when the blob is not

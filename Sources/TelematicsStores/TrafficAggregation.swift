@@ -9,8 +9,7 @@ public enum RoadTile {
 
     /// The tile holding a position (valid WGS84 degrees x 10^7).
     public static func id(latE7: Int64, lonE7: Int64) -> Int64 {
-        let row = floorDivide(latE7 + 900_000_000, sizeE7)
-        let column = floorDivide(lonE7 + 1_800_000_000, sizeE7)
+        let (row, column) = cell(latE7: latE7, lonE7: lonE7)
         return row * columns + column
     }
 
@@ -326,22 +325,6 @@ struct TrafficAccumulator: Sendable {
         buckets[slot &* SpeedHistogram.bucketCount &+ SpeedHistogram.bucket(speedDkmh: speedDkmh)] &+= 1
     }
 
-    /// Adds `points` (already stored ones must not be passed: they were counted).
-    mutating func add(_ points: some Sequence<ProbePoint>) {
-        var current: (key: TrafficDelta.Key, pseudonym: String, slot: Int)?
-        for p in points {
-            let key = TrafficDelta.Key(tile: p.tile, minuteMs: p.minuteMs)
-            let slot: Int
-            if let c = current, c.key == key, c.pseudonym == p.pseudonym {
-                slot = c.slot
-            } else {
-                slot = self.slot(key, vehicle: VehicleSet.key(p.pseudonym))
-                current = (key, p.pseudonym, slot)
-            }
-            add(slot: slot, speedDkmh: p.speedDkmh)
-        }
-    }
-
     /// The sums, sorted by key (``SortedTrafficDelta``).
     func sorted() -> SortedTrafficDelta {
         var vehicles = [[Int64]](repeating: [], count: keys.count)
@@ -365,13 +348,6 @@ struct TrafficAccumulator: Sendable {
 /// lock aggregate rows in the same order and cannot deadlock each other.
 struct SortedTrafficDelta: Sendable {
     var sums: [(TrafficDelta.Key, TrafficDelta.Sums)]
-
-    /// The deltas of `points`, which must be only newly stored ones.
-    init(newPoints points: some Sequence<ProbePoint>) {
-        var accumulator = TrafficAccumulator()
-        accumulator.add(points)
-        self = accumulator.sorted()
-    }
 
     init(sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) {
         self.sums = sums
