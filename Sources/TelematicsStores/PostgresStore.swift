@@ -764,8 +764,7 @@ struct PostgresWriter: BatchWriter {
         // buckets as 0.
         binds.append(sums.map { sum in
             let counts = sum.1.histogram.counts
-            let used = (counts.lastIndex { $0 != 0 } ?? -1) + 1
-            return "{" + counts[..<used].map(String.init).joined(separator: ",") + "}"
+            return Self.arrayLiteral(counts[..<((counts.lastIndex { $0 != 0 } ?? -1) + 1)])
         })
         // The vehicle sets too, as literals; the vehicles new to a stored
         // row are those its set lacks (a NULL set, cleared by retention,
@@ -791,7 +790,7 @@ struct PostgresWriter: BatchWriter {
     }
 
     /// `{1,2,3}`: an array literal, for a row's array inside an UNNEST.
-    static func arrayLiteral(_ values: [Int64]) -> String {
+    static func arrayLiteral(_ values: some Sequence<some BinaryInteger>) -> String {
         "{" + values.map(String.init).joined(separator: ",") + "}"
     }
 

@@ -99,21 +99,21 @@ public actor SQLiteStore: TelematicsStore {
             // how many are new, and the union. A NULL set (cleared by
             // retention) counts as empty.
             try await connection.install(customFunction: SQLiteCustomFunction("tm_vehicles_added", argumentCount: 2, pure: true) { args in
-                let sets = args.map { $0.blob.flatMap { VehicleSet.keys($0.readableBytesView) } ?? [] }
+                let sets = Self.vehicleSets(args)
                 return VehicleSet.added(to: sets[0], from: sets[1])
             }).get()
             try await connection.install(customFunction: SQLiteCustomFunction("tm_vehicles_union", argumentCount: 2, pure: true) { args in
-                let sets = args.map { $0.blob.flatMap { VehicleSet.keys($0.readableBytesView) } ?? [] }
+                let sets = Self.vehicleSets(args)
                 return ByteBuffer(bytes: VehicleSet.blob(VehicleSet.union(sets[0], sets[1])))
             }).get()
             // An erasure: the set without the keys of the second blob, and
             // whether the set holds any of them.
             try await connection.install(customFunction: SQLiteCustomFunction("tm_vehicles_without", argumentCount: 2, pure: true) { args in
-                let sets = args.map { $0.blob.flatMap { VehicleSet.keys($0.readableBytesView) } ?? [] }
+                let sets = Self.vehicleSets(args)
                 return ByteBuffer(bytes: VehicleSet.blob(VehicleSet.subtracting(sets[0], Set(sets[1]))))
             }).get()
             try await connection.install(customFunction: SQLiteCustomFunction("tm_vehicles_meet", argumentCount: 2, pure: true) { args in
-                let sets = args.map { $0.blob.flatMap { VehicleSet.keys($0.readableBytesView) } ?? [] }
+                let sets = Self.vehicleSets(args)
                 return !Set(sets[1]).isDisjoint(with: sets[0])
             }).get()
             // Schema 6's migration: the dense histograms of schema 4 and 5 made sparse.
@@ -144,6 +144,12 @@ public actor SQLiteStore: TelematicsStore {
                 _ = try? await checkpointer.query("PRAGMA wal_checkpoint(PASSIVE)")
             }
         }
+    }
+
+    /// The ``VehicleSet`` blobs a vehicle function is called with (a NULL
+    /// set, cleared by retention, or an unreadable one counts as empty).
+    private static func vehicleSets(_ args: [SQLiteData]) -> [[Int64]] {
+        args.map { $0.blob.flatMap { VehicleSet.keys($0.readableBytesView) } ?? [] }
     }
 
     deinit {
