@@ -286,43 +286,26 @@ public final class BulkLane: Service, Sendable {
         }
     }
 
-    /// Routes `batch`: with one router on its thread; with several, each
-    /// takes the records of its vehicles (by a hash of the VIN, so a
-    /// vehicle's records keep their order in one shard and its consent
-    /// state lives in one router) and the shards are joined in shard order.
-    /// Consent states not known yet are loaded first, in one query.
+    /// Routes `batch`: each router takes the records of its vehicles (by a
+    /// hash of the VIN, so a vehicle's records keep their order in one
+    /// shard and its consent state lives in one router), on its thread, and
+    /// the shards are joined in shard order. Consent states not known yet
+    /// are loaded first, in one query.
     private func route(_ batch: KafkaMessageBatch, routers: [BatchRouter], threads: [BlockingThread]) async throws -> PreparedBatch {
         let shards = routers.count
         // Records whose envelope has no readable VIN go to shard 0 (to be dead-lettered there).
-        var members: [[Int]] = []
-        if shards > 1 {
-            members = Array(repeating: [], count: shards)
-            for i in batch.indices {
-                let shard = VIN(peekingAt: batch[i].value).map { Int(UInt(bitPattern: $0.hashValue) % UInt(shards)) } ?? 0
-                members[shard].append(i)
-            }
+        var members = [[Int]](repeating: [], count: shards)
+        for i in batch.indices {
+            let shard = shards == 1 ? 0 : VIN(peekingAt: batch[i].value).map { Int(UInt(bitPattern: $0.hashValue) % UInt(shards)) } ?? 0
+            members[shard].append(i)
         }
-        let unknown = shards == 1
-            ? [routers[0].unknownVINs(in: batch)]
-            : (0..<shards).map { shard in routers[shard].unknownVINs(in: members[shard].lazy.map { batch[$0] }) }
+        let unknown = (0..<shards).map { shard in routers[shard].unknownVINs(in: members[shard].lazy.map { batch[$0] }) }
         let all = unknown.flatMap { $0 }
         if !all.isEmpty {
             let loaded = try await retrying("load consent") { try await self.store.consent(for: all) }
             for (router, vins) in zip(routers, unknown) where !vins.isEmpty {
-                if shards == 1 {
-                    router.warmConsent(vins, loaded: loaded)
-                } else {
-                    let mine = Set(vins)
-                    router.warmConsent(vins, loaded: loaded.filter { mine.contains($0.key) })
-                }
-            }
-        }
-        if shards == 1 {
-            let router = routers[0]
-            return await threads[0].perform {
-                var prepared = router.route(batch)
-                prepared.store.prepareProbes()
-                return prepared
+                let mine = Set(vins)
+                router.warmConsent(vins, loaded: loaded.filter { mine.contains($0.key) })
             }
         }
         let parts = await withTaskGroup(of: (Int, PreparedBatch).self) { group in
@@ -336,9 +319,8 @@ public final class BulkLane: Service, Sendable {
         }
         return await threads[0].perform {
             var prepared = parts[0]
+            // Counters add up with the rest (each shard's are its tally's).
             for part in parts.dropFirst() { prepared.append(contentsOf: part) }
-            // Committed with the batch's data, so they agree with it after a crash.
-            prepared.store.counters = prepared.tally.counters
             prepared.store.prepareProbes()
             return prepared
         }
