@@ -138,28 +138,32 @@ RAW="$DATA_DIR/pipeline-runs-$(basename "$CAPTURE" .tmcap).jsonl"; : > "$RAW"  #
 for ((run = 1; run <= RUNS; run++)); do
   log "kcat run $run"
   t0=$(date +%s.%N)
-  # A plain consumer per topic, every partition, to its end (-e).
-  n=0
-  for topic in "${TOPICS[@]}"; do
-    n=$((n + $(kcat -b "$BOOTSTRAP" -C -t "$topic" -o beginning -e -q -f '%o\n' 2>/dev/null | wc -l)))
-  done
+  # A plain consumer per topic, every partition, to its end (-e); its CPU
+  # time (user + system, every kcat process) from /usr/bin/time.
+  /usr/bin/time -f "%U %S" -o "$WORK/kcat.time" bash -c '
+    for topic in "${@:2}"; do kcat -b "$1" -C -t "$topic" -o beginning -e -q -f "%o\n" 2>/dev/null; done' kcat "$BOOTSTRAP" "${TOPICS[@]}" \
+    > "$WORK/kcat.offsets"
   t1=$(date +%s.%N)
-  echo "{\"tool\":\"kcat\",\"run\":$run,\"records\":$n,\"seconds\":$(python3 -c "print($t1-$t0)"),\"peak_kb\":null}" >> "$RAW"
+  n=$(wc -l < "$WORK/kcat.offsets")
+  cpu=$(awk '{print $1 + $2}' "$WORK/kcat.time")
+  echo "{\"tool\":\"kcat\",\"run\":$run,\"records\":$n,\"seconds\":$(python3 -c "print($t1-$t0)"),\"peak_kb\":null,\"cpu_seconds\":$cpu}" >> "$RAW"
   stores=("sqlite")
   [[ "$POSTGRES" == 1 ]] && stores+=("postgres")
   for store in "${stores[@]}"; do
     log "pipeline ($store) run $run"
     args=(run --brokers "$BOOTSTRAP" --group "bench-$store-$run-$RANDOM" --secrets "$WORK/secrets" --exit-when-idle 3 --log-level error --console off --dict-dir "$DICTS")
     if [[ "$store" == sqlite ]]; then args+=(--sqlite "$WORK/sqlite-$run"); else args+=(--postgres "$PG_URL"); fi
-    /usr/bin/time -f "%M" -o "$WORK/time" "$BIN" "${args[@]}" 2> "$WORK/run.err" || die "pipeline ($store) failed: $(tail -5 "$WORK/run.err")"
+    /usr/bin/time -f "%U %S %M" -o "$WORK/time" "$BIN" "${args[@]}" 2> "$WORK/run.err" || die "pipeline ($store) failed: $(tail -5 "$WORK/run.err")"
     python3 - "$WORK/run.err" "$WORK/time" "$store" "$run" >> "$RAW" <<'PY'
 import json, re, sys
-err, peak, store, run = open(sys.argv[1]).read(), open(sys.argv[2]).read().split()[-1], sys.argv[3], int(sys.argv[4])
+err, store, run = open(sys.argv[1]).read(), sys.argv[3], int(sys.argv[4])
+user, system, peak = open(sys.argv[2]).read().split()[-3:]
 m = re.search(r"run: ([\d,]+) records committed in \d+ batches, ([\d,]+) records/s", err)
 if not m:
     sys.exit("no summary in the pipeline's output:\n" + err[-2000:])
 records, rate = int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))
-print(json.dumps({"tool": "pipeline-" + store, "run": run, "records": records, "seconds": records / rate, "peak_kb": int(peak)}))
+print(json.dumps({"tool": "pipeline-" + store, "run": run, "records": records, "seconds": records / rate, "peak_kb": int(peak),
+                  "cpu_seconds": float(user) + float(system)}))
 PY
     if [[ "$store" == postgres ]]; then psql "$PG_URL" -q -c "DROP SCHEMA public CASCADE; CREATE SCHEMA public;" >/dev/null; fi
   done
@@ -189,14 +193,23 @@ for r in runs:
 tools = sorted({r["tool"] for r in runs}, key=lambda t: (t != "kcat", t))
 best = {t: max(r["rps"] for r in runs if r["tool"] == t) for t in tools}
 peak = {t: max((r["peak_kb"] or 0) for r in runs if r["tool"] == t) for t in tools}
+# CPU time (user + system) per record, the lowest run: unlike the rate, it
+# hardly moves with what else the shared machine runs.
+cpu_us = {t: min(r["cpu_seconds"] for r in runs if r["tool"] == t) / n * 1e6 for t in tools
+          if all(r.get("cpu_seconds") is not None for r in runs if r["tool"] == t)}
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 md = ["# pipeline vs kcat", "", f"- date: {now}; machine: {os.cpu_count()} CPUs, {cpu}", f"- {n} records of {os.path.basename(sys.argv[4])} on a `telematics broker` (mock cluster, {sys.argv[5]} partitions per topic)", "",
-      "| tool | records/s (best) | ratio to its kcat peer | peak memory |", "| --- | ---: | ---: | ---: |"]
+      "| tool | records/s (best) | ratio to its kcat peer | peak memory | CPU us per record (user + system) |",
+      "| --- | ---: | ---: | ---: | ---: |"]
 peer = lambda t: "produce-kcat" if t.startswith("produce-") else "kcat"
 for t in tools:
     ratio = best[t] / best[peer(t)] if peer(t) in best else float("nan")
-    md.append(f"| {t} | {best[t]:,.0f} | {ratio:.2f} (to {peer(t)}) | {peak[t] / 1024:.0f} MiB |" if peak[t] else f"| {t} | {best[t]:,.0f} | {ratio:.2f} (to {peer(t)}) | - |")
+    memory = f"{peak[t] / 1024:.0f} MiB" if peak[t] else "-"
+    md.append(f"| {t} | {best[t]:,.0f} | {ratio:.2f} (to {peer(t)}) | {memory} | {cpu_us[t]:.1f} |" if t in cpu_us else
+              f"| {t} | {best[t]:,.0f} | {ratio:.2f} (to {peer(t)}) | {memory} | - |")
+md += ["", "CPU per record counts the measured process and its children only: not the broker's, nor the PostgreSQL server's.",
+       "It includes the pipeline's start-up and its idle wait of --exit-when-idle; kcat's start-up too."]
 targets = {"pipeline-sqlite": 0.5, "pipeline-postgres": 0.3}
 md += ["", "| target | measured | wanted | result |", "| --- | ---: | ---: | --- |"]
 for t, want in targets.items():
@@ -205,6 +218,6 @@ for t, want in targets.items():
         md.append(f"| {t} / kcat | {got:.2f} | >= {want} | {'PASS' if got >= want else 'FAIL'} |")
 text = "\n".join(md) + "\n"
 open(os.path.join(out, "pipeline.md"), "w").write(text)
-json.dump({"date": now, "records": n, "runs": runs, "best_records_per_second": best}, open(os.path.join(out, "pipeline.json"), "w"), indent=1)
+json.dump({"date": now, "records": n, "runs": runs, "best_records_per_second": best, "cpu_us_per_record": cpu_us}, open(os.path.join(out, "pipeline.json"), "w"), indent=1)
 print(text)
 EOF2
