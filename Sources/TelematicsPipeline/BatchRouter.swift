@@ -97,19 +97,27 @@ final class BatchRouter: @unchecked Sendable {
     private var pseudonyms: PseudonymCache
     private let sealer: PositionSealer
     private let sessionReferences: SessionReferences
-    private(set) var consent = ConsentBook()
+    private(set) var consent: ConsentBook
     /// Where alerts go at once; without it they are published with the batch.
     private let emergency: EmergencyLane?
     /// P1 alerts of the batch being routed, handed over together at its end.
     private var urgent: [CallCentreAlert] = []
 
-    init(dictionaries: ZstdDictionaries, topics: PipelineTopics, secrets: PipelineSecrets, emergency: EmergencyLane? = nil) {
+    init(dictionaries: ZstdDictionaries, topics: PipelineTopics, secrets: PipelineSecrets, emergency: EmergencyLane? = nil,
+         consentCapacity: Int = 1_000_000) {
         self.emergency = emergency
+        consent = ConsentBook(capacity: consentCapacity)
         decoder = RecordDecoder(dictionaries: dictionaries)
         self.topics = topics
         pseudonyms = PseudonymCache(Pseudonymizer(key: secrets.pseudonymKey))
         sealer = PositionSealer(keyID: secrets.sealingKeyID, keys: secrets.sealingKeys)
         sessionReferences = SessionReferences(pseudonymKey: secrets.pseudonymKey)
+    }
+
+    /// Starts batch number `batch` (``ConsentBook/beginBatch(_:durableBatches:)``),
+    /// before ``unknownVINs(in:)`` is asked of it.
+    func beginBatch(_ batch: Int, durableBatches: Int) {
+        consent.beginBatch(batch, durableBatches: durableBatches)
     }
 
     /// VINs of the batch whose consent state is not known yet (read from the

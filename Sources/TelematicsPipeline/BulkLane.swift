@@ -45,6 +45,11 @@ public struct PipelineConfiguration: Sendable {
     public static var defaultRoutingThreads: Int {
         min(8, max(1, ProcessInfo.processInfo.activeProcessorCount - 1))
     }
+    /// Vehicles whose consent state the lane keeps in memory, all routing
+    /// threads together (``ConsentBook``): about 100 bytes each. A vehicle
+    /// not seen for a while is forgotten, once what it last changed is
+    /// durable, and its state is loaded from the store when it comes again.
+    public var consentCacheVehicles = 1_000_000
     /// Batches routed but not yet durable before consumption pauses
     /// (backpressure: memory stays bounded when a store falls behind).
     public var batchesInFlight = 2
@@ -227,8 +232,11 @@ public final class BulkLane: Service, Sendable {
         // the emergency lane's tasks must run at once.
         let shards = max(1, configuration.routingThreads)
         let routers = (0..<shards).map { _ in
-            BatchRouter(dictionaries: dictionaries, topics: configuration.topics, secrets: secrets, emergency: emergency)
+            BatchRouter(dictionaries: dictionaries, topics: configuration.topics, secrets: secrets, emergency: emergency,
+                        consentCapacity: configuration.consentCacheVehicles / shards)
         }
+        var routed = 0
+        let durableBefore = statistics.snapshot.batches
         let threads = (0..<shards).map { BlockingThread(name: "telematics-route-\($0)") }
         defer { for thread in threads { thread.stop() } }
         var paused = Set<KafkaTopicPartition>()
@@ -278,6 +286,10 @@ public final class BulkLane: Service, Sendable {
             }
             // After the poll: a revoke it served is counted in the ticket.
             let ticket = durable.ticket
+            // Batches become durable in order: the first `batches` of those routed are.
+            let durable = statistics.snapshot.batches - durableBefore
+            for router in routers { router.beginBatch(routed, durableBatches: durable) }
+            routed += 1
             var prepared = try await route(batch, routers: routers, threads: threads)
             prepared.ticket = ticket
             batch.release()

@@ -1,46 +1,80 @@
 import TelematicsStores
 import TelematicsWire
 
-/// The consent state of every vehicle seen, as the pipeline applies it:
-/// the latest state per VIN (by recorded time, then sequence) wins and
+/// The consent state of the vehicles seen lately, as the pipeline applies
+/// it: the latest state per VIN (by recorded time, then sequence) wins and
 /// governs every message processed after it; a vehicle that has sent none
 /// has WIRE.md's defaults.
 ///
 /// Kept in memory and warmed from the store for vehicles it does not know
 /// yet, so routing a record never waits on a query.
+///
+/// Bounded: about ``capacity`` vehicles, in two generations. Vehicles
+/// routed lately are in the young one; when it holds half the capacity, it
+/// becomes the old one and the old one before it is forgotten. A vehicle
+/// found in the old generation moves back to the young. A vehicle is
+/// forgotten only once every batch routed before it was last used is
+/// durable (``beginBatch(_:durableBatches:)``): its stored state is then
+/// the one it had here, and the store gives it back when it comes again.
 struct ConsentBook {
-    private var states: [VIN: StoredConsent] = [:]
+    private var young: [VIN: StoredConsent] = [:]
+    private var old: [VIN: StoredConsent] = [:]
+    /// The batch at whose start ``old`` was made: its vehicles were last
+    /// used in batches before it.
+    private var oldMadeAt = 0
+    /// Vehicles kept, about (more while the store is behind).
+    let capacity: Int
+
+    /// A book of about `capacity` vehicles (at least 2).
+    init(capacity: Int = 1_000_000) {
+        self.capacity = max(2, capacity)
+    }
+
+    /// Called before each batch is looked at (before ``knows(_:)``):
+    /// `batch` counts the batches routed before it, `durableBatches` those of
+    /// them that are durable (they become durable in order). Turns the
+    /// generations when the young one is full and the old one may go.
+    mutating func beginBatch(_ batch: Int, durableBatches: Int) {
+        guard young.count >= capacity / 2, durableBatches >= oldMadeAt else { return }
+        old = young
+        young = [:]
+        oldMadeAt = batch
+    }
 
     /// The state that applies to `vin` now.
-    func state(of vin: VIN) -> ConsentState {
-        states[vin]?.state ?? .defaults
+    mutating func state(of vin: VIN) -> ConsentState {
+        if let known = young[vin] { return known.state }
+        guard let known = old.removeValue(forKey: vin) else { return .defaults }
+        young[vin] = known
+        return known.state
     }
 
     /// Whether `vin`'s state is known here (else it must be loaded first).
-    func knows(_ vin: VIN) -> Bool { states[vin] != nil }
+    func knows(_ vin: VIN) -> Bool { young[vin] != nil || old[vin] != nil }
 
     /// Takes states loaded from the store for vehicles not known yet.
     mutating func warm(_ loaded: [VIN: StoredConsent]) {
-        for (vin, consent) in loaded where states[vin] == nil { states[vin] = consent }
+        for (vin, consent) in loaded where !knows(vin) { young[vin] = consent }
     }
 
     /// Records that `vin` has no stored state (so defaults apply and it is not asked again).
     mutating func markDefault(_ vin: VIN) {
-        if states[vin] == nil { states[vin] = StoredConsent(state: .defaults, recordedAtMs: Int64.min, sequence: 0) }
+        if !knows(vin) { young[vin] = StoredConsent(state: .defaults, recordedAtMs: Int64.min, sequence: 0) }
     }
 
     /// Applies a consent message; returns false when an equal or newer state
     /// is already known (a stale or repeated message changes nothing).
     @discardableResult
     mutating func apply(_ change: ConsentChange) -> Bool {
-        if let current = states[change.vin],
-           (current.recordedAtMs, current.sequence) >= (change.recordedAtMs, change.sequence) {
+        let current = young[change.vin] ?? old.removeValue(forKey: change.vin)
+        if let current, (current.recordedAtMs, current.sequence) >= (change.recordedAtMs, change.sequence) {
+            young[change.vin] = current
             return false
         }
-        states[change.vin] = StoredConsent(state: change.state, recordedAtMs: change.recordedAtMs, sequence: change.sequence)
+        young[change.vin] = StoredConsent(state: change.state, recordedAtMs: change.recordedAtMs, sequence: change.sequence)
         return true
     }
 
     /// Number of vehicles known.
-    var count: Int { states.count }
+    var count: Int { young.count + old.count }
 }

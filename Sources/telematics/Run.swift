@@ -70,6 +70,11 @@ struct Run: AsyncParsableCommand {
         valueName: "N"))
     var routingThreads: Int?
 
+    @Option(name: .customLong("consent-cache"), help: ArgumentHelp(
+        "Vehicles whose consent state is kept in memory (about 100 bytes each); others are loaded from the store when they come again.",
+        valueName: "N"))
+    var consentCache = 1_000_000
+
     @Option(help: "Partitions per topic of the embedded cluster.")
     var partitions = 12
 
@@ -112,6 +117,7 @@ struct Run: AsyncParsableCommand {
             ("privacy-officer", masked("privacy-officer", privacyOfficers)),
             ("exit-when-idle", exitWhenIdle.map { "\($0)" } ?? ""), ("dict-dir", dictionaryDirectory ?? ""),
             ("batch-size", "\(batchSize)"), ("routing-threads", "\(routingThreads ?? PipelineConfiguration.defaultRoutingThreads)"),
+            ("consent-cache", "\(consentCache)"),
             ("partitions", "\(partitions)"),
             ("simulate-rate", simulateRate.map { "\($0)" } ?? ""), ("simulate-vehicles", "\(simulateVehicles)"),
             ("duration", duration.map { "\($0)" } ?? ""), ("console", console),
@@ -164,6 +170,7 @@ struct Run: AsyncParsableCommand {
         configuration.topics = topics
         configuration.batchSize = batchSize
         if let routingThreads { configuration.routingThreads = max(1, routingThreads) }
+        configuration.consentCacheVehicles = max(1, consentCache)
 
         let store: any TelematicsStore
         if let postgres {

@@ -62,7 +62,7 @@ enum RunSettings {
         Option(name: "compression"), Option(name: "group"), Option(name: "sqlite"),
         Option(name: "postgres", secret: .urlPassword),
         Option(name: "secrets"), Option(name: "exit-when-idle"), Option(name: "dict-dir"), Option(name: "batch-size"),
-        Option(name: "routing-threads"),
+        Option(name: "routing-threads"), Option(name: "consent-cache"),
         Option(name: "partitions"), Option(name: "simulate-rate"), Option(name: "simulate-vehicles"), Option(name: "duration"),
         Option(name: "console"), Option(name: "agent", shape: .pairs(":"), secret: .pairValue),
         Option(name: "escalate-after"), Option(name: "log-level"),
