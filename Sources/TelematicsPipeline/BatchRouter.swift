@@ -98,6 +98,8 @@ final class BatchRouter: @unchecked Sendable {
     private let sealer: PositionSealer
     private let sessionReferences: SessionReferences
     private(set) var consent: ConsentBook
+    /// The batch being routed (``beginBatch(_:durableBatches:revocations:)``).
+    private var batch = 0
     /// Where alerts go at once; without it they are published with the batch.
     private let emergency: EmergencyLane?
     /// P1 alerts of the batch being routed, handed over together at its end.
@@ -114,10 +116,11 @@ final class BatchRouter: @unchecked Sendable {
         sessionReferences = SessionReferences(pseudonymKey: secrets.pseudonymKey)
     }
 
-    /// Starts batch number `batch` (``ConsentBook/beginBatch(_:durableBatches:)``),
+    /// Starts batch number `batch` (``ConsentBook/beginBatch(_:durableBatches:revocations:)``),
     /// before ``unknownVINs(in:)`` is asked of it.
-    func beginBatch(_ batch: Int, durableBatches: Int) {
-        consent.beginBatch(batch, durableBatches: durableBatches)
+    func beginBatch(_ batch: Int, durableBatches: Int, revocations: Int) {
+        self.batch = batch
+        consent.beginBatch(batch, durableBatches: durableBatches, revocations: revocations)
     }
 
     /// VINs of the batch whose consent state is not known yet (read from the
@@ -200,7 +203,7 @@ final class BatchRouter: @unchecked Sendable {
         switch record.body {
         case .consentState(let state):
             let change = ConsentChange(vin: e.vin, state: state, recordedAtMs: e.recordedAtMs, sequence: e.sequence)
-            if consent.apply(change), change.deletesChargeSessions {
+            if consent.apply(change, inBatch: batch), change.deletesChargeSessions {
                 // The store applies consent before sessions, so sessions of this
                 // batch processed before the switch-off would outlive it.
                 let before = prepared.store.chargeSessions.count

@@ -286,9 +286,10 @@ public final class BulkLane: Service, Sendable {
             }
             // After the poll: a revoke it served is counted in the ticket.
             let ticket = durable.ticket
-            // Batches become durable in order: the first `batches` of those routed are.
-            let durable = statistics.snapshot.batches - durableBefore
-            for router in routers { router.beginBatch(routed, durableBatches: durable) }
+            // Batches become durable in order: the first `batches` of those
+            // routed are. The ticket counts the revocations so far.
+            let durableBatches = statistics.snapshot.batches - durableBefore
+            for router in routers { router.beginBatch(routed, durableBatches: durableBatches, revocations: ticket) }
             routed += 1
             var prepared = try await route(batch, routers: routers, threads: threads)
             prepared.ticket = ticket

@@ -1,4 +1,5 @@
 @testable import TelematicsPipeline
+import TelematicsKafka
 import TelematicsStores
 import TelematicsWire
 import Testing
@@ -37,7 +38,7 @@ struct ConsentBookTests {
     func hotVehicleKept() {
         var book = ConsentBook(capacity: 10)
         let hot = Self.vin(999_999)
-        book.apply(Self.change(hot, rtti: false, at: 1))
+        book.apply(Self.change(hot, rtti: false, at: 1), inBatch: 0)
         for batch in 1..<100 {
             book.beginBatch(batch, durableBatches: batch)
             #expect(book.state(of: hot).rtti == false)
@@ -52,7 +53,7 @@ struct ConsentBookTests {
         var book = ConsentBook(capacity: 10)
         let changed = Self.vin(999_998)
         book.beginBatch(0, durableBatches: 0)
-        book.apply(Self.change(changed, rtti: false, at: 1))
+        book.apply(Self.change(changed, rtti: false, at: 1), inBatch: 0)
         // The store stays behind: no batch becomes durable.
         for batch in 1..<50 {
             book.beginBatch(batch, durableBatches: 0)
@@ -85,7 +86,7 @@ struct ConsentBookTests {
                 changedIn[vin] = nil
             }
             for vin in vins[(batch * 4)..<(batch * 4 + 4)] {
-                book.apply(Self.change(vin, rtti: false, at: Int64(batch + 1)))
+                book.apply(Self.change(vin, rtti: false, at: Int64(batch + 1)), inBatch: batch)
                 changedIn[vin] = batch
             }
         }
@@ -116,6 +117,76 @@ struct ConsentBookTests {
         let s = try await h.runLane(until: records.count, store: store, configuration: configuration, timeout: .seconds(120))
         #expect(s.tally.droppedForConsent["rtti"] == 3, "dropped: \(s.tally.droppedForConsent)")
         #expect(try await store.probePointCount() == 60 * 3 * 2)
+        await store.close()
+    }
+
+    @Test("after a revocation the states the store has are forgotten at once, those of batches not yet durable once they are, and those set after it kept")
+    func revocationForgetsStored() {
+        var book = ConsentBook(capacity: 1_000)
+        let loaded = Self.vin(1), durableChange = Self.vin(2), pending = Self.vin(3), later = Self.vin(4)
+        book.beginBatch(0, durableBatches: 0, revocations: 0)
+        book.warm([loaded: StoredConsent(state: .defaults, recordedAtMs: 1, sequence: 1)])
+        book.apply(Self.change(durableChange, rtti: false, at: 1), inBatch: 0)
+        book.beginBatch(1, durableBatches: 0, revocations: 0)
+        book.apply(Self.change(pending, rtti: false, at: 1), inBatch: 1)
+        // Batch 2 begins after a rebalance took partitions away; batch 0 is durable, batch 1 not.
+        book.beginBatch(2, durableBatches: 1, revocations: 1)
+        #expect(!book.knows(loaded) && !book.knows(durableChange), "states the store has are loaded again")
+        #expect(book.knows(pending), "a change not yet durable is the newest there is")
+        #expect(book.state(of: pending).rtti == false)
+        book.apply(Self.change(later, rtti: false, at: 1), inBatch: 2)
+        book.beginBatch(3, durableBatches: 2, revocations: 1)
+        #expect(!book.knows(pending), "forgotten once its batch is durable")
+        #expect(book.knows(later), "a change after the revocation is kept")
+        book.beginBatch(4, durableBatches: 4, revocations: 1)
+        #expect(book.knows(later), "no new revocation, nothing more forgotten")
+    }
+
+    @Test("a lane whose partitions went to another instance and came back applies the consent that instance stored meanwhile")
+    func laneForgetsAfterRebalance() async throws {
+        let h = try PipelineHarness()
+        var x = VehicleScript("WMW11DJ0X02A00098")
+        let store = try await h.openStore()
+        let group = "rebalanced-book"
+        let lane = h.startLane(group: group, store: store)
+        let total = h.topics.allIngress.count * 4
+        // 1. The lane learns X's consent (RTTI on) and stores a probe of X.
+        let on = x.record(VehicleScript.consent(rtti: true))
+        try await h.produce([on])
+        #expect(await eventually(timeout: .seconds(60)) { lane.committed >= 1 })
+        try await h.produce([x.record(VehicleScript.probe(points: 4, recordedAtMs: x.time + 1_000))])
+        #expect(await eventually(timeout: .seconds(60)) { lane.committed >= 2 })
+        #expect(try await store.probePointCount() == 4)
+
+        // 2. Another member joins the group: a rebalance takes the lane's
+        // partitions (eager: all of them) and gives it back some.
+        var other = h.configuration(group: group).consumer
+        other.clientID = "other-instance"
+        let member = try KafkaConsumer(configuration: other)
+        try member.subscribe(h.topics.allIngress)
+        let joined = await eventually(timeout: .seconds(60)) {
+            _ = try? await member.poll(maxRecords: 1, timeoutMs: 100)
+            return !member.assignment.isEmpty
+        }
+        #expect(joined, "the other member got partitions")
+        // Meanwhile that instance stores X's switch-off (as if it had read it).
+        var batch = StoreBatch()
+        batch.consentChanges = [ConsentChange(vin: x.vin, state: ConsentState(
+            teleservices: true, smartMaintenance: false, chargingHistory: true, chargingLocation: true, rtti: false, accountDeleted: false),
+            recordedAtMs: x.time + 5_000, sequence: x.sequence + 100)]
+        _ = try await store.apply(batch)
+
+        // 3. It leaves: every partition is the lane's again.
+        await member.close()
+        #expect(await eventually(timeout: .seconds(60)) { lane.statistics.snapshot.assignedPartitions == total },
+                "assigned: \(lane.statistics.snapshot.assignedPartitions) of \(total)")
+
+        // 4. X's next probe: RTTI is off in the store, so it is dropped.
+        try await h.produce([x.record(VehicleScript.probe(points: 5, recordedAtMs: x.time + 10_000))])
+        #expect(await eventually(timeout: .seconds(60)) { lane.committed >= 3 })
+        try await lane.running.stop()
+        #expect(lane.statistics.snapshot.tally.droppedForConsent["rtti"] == 1, "dropped: \(lane.statistics.snapshot.tally.droppedForConsent)")
+        #expect(try await store.probePointCount() == 4)
         await store.close()
     }
 }
