@@ -185,8 +185,9 @@ struct ConsentBookTests {
         try await h.produce([x.record(VehicleScript.probe(points: 5, recordedAtMs: x.time + 10_000))])
         #expect(await eventually(timeout: .seconds(60)) { lane.committed >= 3 })
         try await lane.running.stop()
-        #expect(lane.statistics.snapshot.tally.droppedForConsent["rtti"] == 1, "dropped: \(lane.statistics.snapshot.tally.droppedForConsent)")
-        #expect(try await store.probePointCount() == 4)
+        // (The first probe, if a rebalance delivered it again, is dropped too.)
+        #expect((lane.statistics.snapshot.tally.droppedForConsent["rtti"] ?? 0) >= 1, "dropped: \(lane.statistics.snapshot.tally.droppedForConsent)")
+        #expect(try await store.probePointCount() == 4, "the second probe is not stored")
         await store.close()
     }
 }
