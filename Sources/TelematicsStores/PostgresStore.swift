@@ -752,30 +752,44 @@ struct PostgresWriter: BatchWriter {
     }
 
     func addToAggregates(_ sums: [(TrafficDelta.Key, TrafficDelta.Sums)]) async throws {
+        // Each row's histogram and vehicle set as a slice of one flat array
+        // (1-based bounds): UNNEST cannot take an array of arrays row by
+        // row, and slices of bound arrays need no parsing, where array
+        // literals as text were parsed row by row. Trailing empty buckets
+        // are left out (most speeds lie in the lower third); the
+        // element-wise sum below takes arrays of different lengths, and
+        // readers count missing buckets as 0.
+        var histogramFirst: [Int64] = [], histogramLast: [Int64] = [], histograms: [Int64] = []
+        var vehiclesFirst: [Int64] = [], vehiclesLast: [Int64] = [], vehicles: [Int64] = []
+        for (_, sum) in sums {
+            let counts = sum.histogram.counts
+            histogramFirst.append(Int64(histograms.count + 1))
+            histograms.append(contentsOf: counts[..<((counts.lastIndex { $0 != 0 } ?? -1) + 1)].lazy.map(Int64.init))
+            histogramLast.append(Int64(histograms.count))
+            vehiclesFirst.append(Int64(vehicles.count + 1))
+            vehicles.append(contentsOf: sum.vehicles)
+            vehiclesLast.append(Int64(vehicles.count))
+        }
         var binds = PostgresBindings()
         binds.append(sums.map(\.0.tile))
         binds.append(sums.map(\.0.minuteMs))
         binds.append(sums.map { Int64($0.1.points) })
         binds.append(sums.map(\.1.speedSumDkmh))
-        // A histogram per row as an array literal: UNNEST cannot take an
-        // array of arrays row by row. Trailing empty buckets are left out
-        // (most speeds lie in the lower third); the element-wise sum below
-        // takes arrays of different lengths, and readers count missing
-        // buckets as 0.
-        binds.append(sums.map { sum in
-            let counts = sum.1.histogram.counts
-            return Self.arrayLiteral(counts[..<((counts.lastIndex { $0 != 0 } ?? -1) + 1)])
-        })
-        // The vehicle sets too, as literals; the vehicles new to a stored
-        // row are those its set lacks (a NULL set, cleared by retention,
-        // lacks all).
-        binds.append(sums.map { Self.arrayLiteral($0.1.vehicles) })
+        binds.append(histogramFirst)
+        binds.append(histogramLast)
+        binds.append(vehiclesFirst)
+        binds.append(vehiclesLast)
+        binds.append(histograms)
+        binds.append(vehicles)
+        // The vehicles new to a stored row are those its set lacks (a NULL
+        // set, cleared by retention, lacks all).
         _ = try await query(
             """
             INSERT INTO traffic_aggregates (tile, minute_ms, point_count, vehicle_count, speed_sum_dkmh, speed_histogram, vehicles)
-            SELECT u.tile, u.minute, u.points, cardinality(u.vehicles::bigint[]), u.speed, u.histogram::bigint[], u.vehicles::bigint[]
-            FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])
-                AS u(tile, minute, points, speed, histogram, vehicles)
+            SELECT u.tile, u.minute, u.points, u.vehicles_last - u.vehicles_first + 1, u.speed,
+                   ($9::bigint[])[u.histogram_first:u.histogram_last], ($10::bigint[])[u.vehicles_first:u.vehicles_last]
+            FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+                AS u(tile, minute, points, speed, histogram_first, histogram_last, vehicles_first, vehicles_last)
             ON CONFLICT (tile, minute_ms) DO UPDATE SET
                 point_count = traffic_aggregates.point_count + excluded.point_count,
                 vehicle_count = traffic_aggregates.vehicle_count
