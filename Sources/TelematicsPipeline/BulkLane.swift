@@ -77,6 +77,10 @@ public final class PipelineStatistics: Sendable {
         public var inFlight = 0
         public var paused = false
         public var storeRetries = 0
+        /// Background commits the group refused or that failed, and how
+        /// often an idle lane committed its durable offsets again after one.
+        public var commitsFailed = 0
+        public var recommits = 0
         public var lastStoreMs = 0.0
         public var lastError: String?
         /// Records whose effects are durable and whose offsets were committed.
@@ -237,6 +241,8 @@ public final class BulkLane: Service, Sendable {
         }
         var routed = 0
         let durableBefore = statistics.snapshot.batches
+        var commitFailuresSeen = 0
+        var nextRecommit = ContinuousClock.now
         let threads = (0..<shards).map { BlockingThread(name: "telematics-route-\($0)") }
         defer { for thread in threads { thread.stop() } }
         var paused = Set<KafkaTopicPartition>()
@@ -277,6 +283,7 @@ public final class BulkLane: Service, Sendable {
                 logger.warning("consumer", metadata: ["error": "\(error)"])
             }
             if batch.isEmpty {
+                recommitIfFailed(consumer, failuresSeen: &commitFailuresSeen, next: &nextRecommit)
                 if !paused.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
                 continue
             }
@@ -296,6 +303,25 @@ public final class BulkLane: Service, Sendable {
             batch.release()
             statistics.update { $0.inFlight += 1 }
             queue.yield(prepared)
+        }
+    }
+
+    /// A background commit that failed is not retried by librdkafka. While
+    /// batches keep coming, their commits carry the offsets on; an idle
+    /// lane would leave the group's offsets behind its durable work (lag
+    /// shown, records delivered again after a crash). So an idle poll after
+    /// a failure commits the durable offsets again, once a second at most.
+    private func recommitIfFailed(_ consumer: KafkaConsumer, failuresSeen: inout Int, next: inout ContinuousClock.Instant) {
+        let failed = consumer.commitCounts.failed
+        guard failed > failuresSeen, ContinuousClock.now >= next, statistics.snapshot.inFlight == 0 else { return }
+        failuresSeen = failed
+        next = .now + .seconds(1)
+        logger.warning("a background commit failed; committing the durable offsets again",
+                       metadata: ["error": "\(consumer.lastCommitError.map { "\($0)" } ?? "?")"])
+        try? consumer.commitInBackground(durable.all)
+        statistics.update {
+            $0.commitsFailed = failed
+            $0.recommits += 1
         }
     }
 

@@ -101,6 +101,13 @@ public final class EmergencyLane: Service, Sendable {
         if configuration.consumer.properties["fetch.wait.max.ms"] == nil {
             configuration.consumer.properties["fetch.wait.max.ms"] = "10"
         }
+        // librdkafka backs off reconnecting to a broker that stays away up
+        // to reconnect.backoff.max.ms, 10 s by default: a broker back from a
+        // restart would then wait that long for this lane. A call centre
+        // should hear again within a second.
+        let reconnect = "reconnect.backoff.max.ms"
+        if configuration.consumer.properties[reconnect] == nil { configuration.consumer.properties[reconnect] = "1000" }
+        if producerConfiguration.properties[reconnect] == nil { producerConfiguration.properties[reconnect] = "1000" }
         self.configuration = configuration
         self.producer = try KafkaProducer(configuration: producerConfiguration)
         self.handler = handler

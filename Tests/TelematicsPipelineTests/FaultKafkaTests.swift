@@ -85,7 +85,7 @@ struct FaultKafkaTests {
         let faultyTime = ContinuousClock.now - started
         try await running.stop()
         let snapshot = statistics.snapshot
-        #expect(steps.values.allSatisfy { $0 }, "steps: \(steps); committed \(snapshot.committedRecords) of \(records.count)")
+        #expect(steps.values.allSatisfy { $0 }, "steps: \(steps); committed \(snapshot.committedRecords) of \(records.count); background commits failed \(snapshot.commitsFailed), committed again \(snapshot.recommits)")
 
         let uncommitted = try await h.uncommittedIngress(group: group, partitions: Self.partitions)
         #expect(uncommitted.isEmpty, "offsets not committed to the end on \(uncommitted)")
@@ -98,5 +98,26 @@ struct FaultKafkaTests {
             "committed_at_broker_down": committedAtDown, "resumed_400_after_broker_down_ms": milliseconds(resumedAfterDown),
             "resumed_400_after_broker_up_ms": milliseconds(resumedAfterUp), "committed_records": snapshot.committedRecords,
         ])
+    }
+
+    @Test("background commits refused while the lane then stays idle: it commits the durable offsets again, and the group's offsets reach the end without new records")
+    func recommitWhenIdle() async throws {
+        let h = try PipelineHarness(partitions: 1)
+        let records = try fleetRecords(60, seed: 37, vehicles: 6)
+        let group = "recommit"
+        let store = try await h.openStore()
+        let lane = h.startLane(group: group, store: store)
+        // Ready and idle: everything produced so far (nothing) committed.
+        #expect(await eventually(timeout: .seconds(30)) { lane.statistics.snapshot.assignedPartitions > 0 })
+        // The next commits are refused: those of the records' batches among them.
+        h.cluster.pushRequestErrors(apiKey: .offsetCommit, Array(repeating: .requestTimedOut, count: 6))
+        try await h.produce(records)
+        #expect(await eventually(timeout: .seconds(60)) { lane.committed >= records.count })
+        let caughtUp = await h.waitUntilFullyCommitted(group: group, partitions: 1, timeout: .seconds(30))
+        let snapshot = lane.statistics.snapshot
+        try await lane.running.stop()
+        await store.close()
+        #expect(caughtUp, "the group's offsets reached the end while the lane was idle; background commits failed \(snapshot.commitsFailed), committed again \(snapshot.recommits)")
+        #expect(snapshot.recommits >= 1, "the lane committed again after a refused commit")
     }
 }
