@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import PostgresNIO
+import Synchronization
 import TelematicsWire
 
 /// The store in a PostgreSQL database: for several pipeline instances
@@ -436,14 +437,62 @@ struct PostgresStoreConnectionClosed: Error, CustomStringConvertible {
     var description: String { "the connection to PostgreSQL is closed" }
 }
 
+/// A continuation resumed by whichever comes first (an answer or a deadline).
+private final class ResumeOnce<T: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<T, any Error>?>
+    init(_ continuation: CheckedContinuation<T, any Error>) { self.continuation = Mutex(continuation) }
+    /// Resumes it if nobody did; whether this call did.
+    @discardableResult
+    func resume(with result: Result<T, any Error>) -> Bool {
+        guard let pending = continuation.withLock({ c -> CheckedContinuation<T, any Error>? in
+            defer { c = nil }
+            return c
+        }) else { return false }
+        pending.resume(with: result)
+        return true
+    }
+}
+
+/// A statement not answered within its deadline (``PostgresConnection/checkedQuery(_:logger:deadline:)``).
+struct PostgresStatementTimedOut: Error, CustomStringConvertible {
+    var deadline: Duration
+    var description: String { "PostgreSQL did not answer a statement within \(deadline); the connection was closed" }
+}
+
 extension PostgresConnection {
-    /// A statement, failed at once when the connection is closed: one sent
-    /// on a connection the server has closed is never answered (a server's
-    /// shutdown left the lane waiting forever), and the caller's retry
-    /// reconnects. Both PostgreSQL stores send every statement through it.
-    func checkedQuery(_ query: PostgresQuery, logger: Logger) async throws -> PostgresRowSequence {
+    /// How long a statement may go unanswered: far above any batch's
+    /// statement (under a second on the foundation capture), for a
+    /// connection that will never answer.
+    static let statementDeadline = Duration.seconds(120)
+
+    /// A statement, failed at once when the connection is closed, and
+    /// failed when no answer came within `deadline`. A statement sent on a
+    /// connection the server has closed is never answered (a server's
+    /// shutdown left the lane waiting forever; checking `isClosed` first
+    /// narrows that window but cannot close it, and a half-open connection
+    /// after a network failure behaves the same). On the deadline the
+    /// connection is closed and the statement fails without waiting for
+    /// the lost answer; the caller's retry reconnects. Both PostgreSQL
+    /// stores send every statement through it. The deadline covers the
+    /// answer's start; rows then stream from the connection.
+    func checkedQuery(_ query: PostgresQuery, logger: Logger, deadline: Duration = statementDeadline) async throws -> PostgresRowSequence {
         if isClosed { throw PostgresStoreConnectionClosed() }
-        return try await self.query(query, logger: logger)
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<PostgresRowSequence, any Error>) in
+            let once = ResumeOnce(continuation)
+            let timer = Task {
+                do { try await Task.sleep(for: deadline) } catch { return }
+                if once.resume(with: .failure(PostgresStatementTimedOut(deadline: deadline))) {
+                    logger.warning("PostgreSQL statement unanswered; closing the connection", metadata: ["deadline": "\(deadline)"])
+                    try? await self.close()
+                }
+            }
+            Task {
+                let result: Result<PostgresRowSequence, any Error>
+                do { result = .success(try await self.query(query, logger: logger)) } catch { result = .failure(error) }
+                timer.cancel()
+                once.resume(with: result)
+            }
+        }
     }
 
     /// The connection a store keeps after reconnecting: `current` if a
