@@ -51,8 +51,9 @@ struct CrashLoopTests {
         var configuration = FleetSimulator.Configuration(vehicles: 200, seed: 21)
         configuration.mix = FleetSimulator.Mix(rtti: 70, teleservice: 15, charging: 14, consent: 0, hvWarn: 1)
         var fleet = try FleetSimulator(configuration: configuration)
-        // Enough records, in small batches, that the kills land mid-way.
-        let records = (0..<40_000 * scale).map { _ in fleet.next() }
+        // Enough records, in small batches, that the kills land mid-way (with
+        // 40,000 one CI run had stored them all before the fourth kill).
+        let records = (0..<60_000 * scale).map { _ in fleet.next() }
         try await broker.publish(records)
 
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("tm-kill-\(UUID().uuidString)").path
@@ -76,7 +77,7 @@ struct CrashLoopTests {
         // after that), restarted each time, then left to finish.
         let started = ContinuousClock.now
         var rounds: [Int] = []
-        for (round, extra) in (0..<kills).map({ [0, 400, 150, 900][$0 % 4] }).enumerated() {
+        for (round, extra) in (0..<kills).map({ [0, 300, 150, 600][$0 % 4] }).enumerated() {
             let roundStarted = ContinuousClock.now
             let before = storedPoints(root + "/killed")
             let p = try run(group: "killed", sqlite: root + "/killed")
