@@ -462,25 +462,35 @@ struct PostgresStatementTimedOut: Error, CustomStringConvertible {
 extension PostgresConnection {
     /// How long a statement may go unanswered: far above any batch's
     /// statement (under a second on the foundation capture), for a
-    /// connection that will never answer.
-    static let statementDeadline = Duration.seconds(120)
+    /// connection that will never answer. (Migrations do not go through
+    /// ``checkedQuery(_:logger:deadline:)``: they may take longer.)
+    static let statementDeadline = Duration.seconds(60)
 
-    /// A statement, failed at once when the connection is closed, and
-    /// failed when no answer came within `deadline`. A statement sent on a
-    /// connection the server has closed is never answered (a server's
-    /// shutdown left the lane waiting forever; checking `isClosed` first
-    /// narrows that window but cannot close it, and a half-open connection
-    /// after a network failure behaves the same). On the deadline the
-    /// connection is closed and the statement fails without waiting for
-    /// the lost answer; the caller's retry reconnects. Both PostgreSQL
+    /// A statement, failed at once when the connection is or becomes
+    /// closed, and failed when no answer came within `deadline`. A statement
+    /// sent on a connection the server has closed is never answered (a
+    /// server's shutdown left the lane waiting forever, in CI: the deadline
+    /// caught it after a restart of the server); a half-open connection
+    /// after a network failure stays silent the same way. The statement
+    /// then fails without waiting for the lost answer (on the deadline the
+    /// connection is closed first); the caller's retry reconnects. Both PostgreSQL
     /// stores send every statement through it. The deadline covers the
     /// answer's start; rows then stream from the connection.
     func checkedQuery(_ query: PostgresQuery, logger: Logger, deadline: Duration = statementDeadline) async throws -> PostgresRowSequence {
         if isClosed { throw PostgresStoreConnectionClosed() }
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<PostgresRowSequence, any Error>) in
             let once = ResumeOnce(continuation)
+            // Watches the statement: a connection the server closed meanwhile
+            // fails it at once; one still open but silent, at the deadline.
             let timer = Task {
-                do { try await Task.sleep(for: deadline) } catch { return }
+                let end = ContinuousClock.now + deadline
+                while ContinuousClock.now < end {
+                    do { try await Task.sleep(for: .milliseconds(100)) } catch { return }
+                    if self.isClosed {
+                        once.resume(with: .failure(PostgresStoreConnectionClosed()))
+                        return
+                    }
+                }
                 if once.resume(with: .failure(PostgresStatementTimedOut(deadline: deadline))) {
                     logger.warning("PostgreSQL statement unanswered; closing the connection", metadata: ["deadline": "\(deadline)"])
                     try? await self.close()

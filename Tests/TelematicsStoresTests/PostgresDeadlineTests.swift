@@ -7,7 +7,7 @@ import Testing
 /// A statement PostgreSQL does not answer must not hold a store forever.
 @Suite("PostgreSQL: statement deadline")
 struct PostgresDeadlineTests {
-    @Test("a statement unanswered within its deadline fails at the deadline, closing the connection; a new connection works")
+    @Test("a statement unanswered within its deadline fails at the deadline, closing the connection; a new connection works; one whose connection the server ends fails at once")
     func unansweredStatement() async throws {
         let url = try await TestPostgres.url()
         defer { Task { await TestPostgres.dropDatabase(url: url) } }
@@ -36,6 +36,25 @@ struct PostgresDeadlineTests {
             values.append(value)
         }
         #expect(values == [1, 2, 3])
-        try await fresh.close()
+
+        // The server ends a connection while its statement runs (as a
+        // shutdown does): the statement fails at once, not at the deadline.
+        var pid: Int32 = 0
+        for try await value in try await fresh.checkedQuery(PostgresQuery(unsafeSQL: "SELECT pg_backend_pid()"), logger: logger).decode(Int32.self) {
+            pid = value
+        }
+        let ending = Task {
+            try await Task.sleep(for: .milliseconds(500))
+            let other = try await PostgresConnection.connect(configuration: configuration, id: 3, logger: logger)
+            _ = try await other.query(PostgresQuery(unsafeSQL: "SELECT pg_terminate_backend(\(pid))"), logger: logger)
+            try await other.close()
+        }
+        let sent = ContinuousClock.now
+        await #expect(throws: (any Error).self) {
+            for try await _ in try await fresh.checkedQuery(PostgresQuery(unsafeSQL: "SELECT pg_sleep(30)"), logger: logger, deadline: .seconds(60)) {}
+        }
+        #expect(ContinuousClock.now - sent < .seconds(10), "failed when the server ended the connection, not at the deadline")
+        try await ending.value
+        try? await fresh.close()
     }
 }
