@@ -154,6 +154,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                // The SIGKILL loop reads the store beside the running pipeline.
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 // The deployment tests parse every YAML file under Deploy/.
                 .product(name: "Yams", package: "Yams"),
             ]

@@ -1,5 +1,6 @@
 import FleetSimulator
 import Foundation
+import SQLiteNIO
 import Testing
 import TelematicsKafka
 import TelematicsStores
@@ -68,9 +69,16 @@ struct CrashLoopTests {
             ])
         }
 
-        /// Probe points stored so far, read beside the running pipeline.
-        func storedPoints(_ dir: String) -> Int {
-            sqlite3(dir + "/" + SQLiteStore.fileName, "SELECT count(*) FROM probes").flatMap { Int($0) } ?? 0
+        /// Probe rows stored so far, read beside the running pipeline, in
+        /// this process: spawning sqlite3 every 100 ms met a crash inside
+        /// Foundation's Process.run once.
+        func storedPoints(_ dir: String) async -> Int {
+            let path = dir + "/" + SQLiteStore.fileName
+            guard FileManager.default.fileExists(atPath: path),
+                  let connection = try? await SQLiteConnection.open(storage: .file(path: path)) else { return 0 }
+            let rows = try? await connection.query("SELECT count(*) AS n FROM probes")
+            try? await connection.close()
+            return rows?.first?.column("n")?.integer ?? 0
         }
 
         // Killed while storing (once new rows appear, at staggered moments
@@ -79,10 +87,10 @@ struct CrashLoopTests {
         var rounds: [Int] = []
         for (round, extra) in (0..<kills).map({ [0, 300, 150, 600][$0 % 4] }).enumerated() {
             let roundStarted = ContinuousClock.now
-            let before = storedPoints(root + "/killed")
+            let before = await storedPoints(root + "/killed")
             let p = try run(group: "killed", sqlite: root + "/killed")
             let deadline = Date().addingTimeInterval(60)
-            while storedPoints(root + "/killed") <= before && p.isRunning && Date() < deadline {
+            while await storedPoints(root + "/killed") <= before && p.isRunning && Date() < deadline {
                 try await Task.sleep(for: .milliseconds(100))
             }
             try await Task.sleep(for: .milliseconds(extra))
