@@ -862,7 +862,8 @@ struct PostgresWriter: BatchWriter {
             """, binds).collect()
     }
 
-    /// `{1,2,3}`: an array literal, for a row's array inside an UNNEST.
+    /// `{1,2,3}`: an array literal as text, one per row of a `text[]`
+    /// parameter (the schema-7 migration's vehicle sets).
     static func arrayLiteral(_ values: some Sequence<some BinaryInteger>) -> String {
         "{" + values.map(String.init).joined(separator: ",") + "}"
     }

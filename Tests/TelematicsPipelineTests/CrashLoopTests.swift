@@ -72,7 +72,7 @@ struct CrashLoopTests {
         /// Probe rows stored so far, read beside the running pipeline, in
         /// this process: spawning sqlite3 every 100 ms met a crash inside
         /// Foundation's Process.run once.
-        func storedPoints(_ dir: String) async -> Int {
+        func storedProbes(_ dir: String) async -> Int {
             let path = dir + "/" + SQLiteStore.fileName
             guard FileManager.default.fileExists(atPath: path),
                   let connection = try? await SQLiteConnection.open(storage: .file(path: path)) else { return 0 }
@@ -87,10 +87,10 @@ struct CrashLoopTests {
         var rounds: [Int] = []
         for (round, extra) in (0..<kills).map({ [0, 300, 150, 600][$0 % 4] }).enumerated() {
             let roundStarted = ContinuousClock.now
-            let before = await storedPoints(root + "/killed")
+            let before = await storedProbes(root + "/killed")
             let p = try run(group: "killed", sqlite: root + "/killed")
             let deadline = Date().addingTimeInterval(60)
-            while await storedPoints(root + "/killed") <= before && p.isRunning && Date() < deadline {
+            while await storedProbes(root + "/killed") <= before && p.isRunning && Date() < deadline {
                 try await Task.sleep(for: .milliseconds(100))
             }
             try await Task.sleep(for: .milliseconds(extra))

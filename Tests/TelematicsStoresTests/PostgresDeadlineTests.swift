@@ -10,7 +10,6 @@ struct PostgresDeadlineTests {
     @Test("a statement unanswered within its deadline fails at the deadline, closing the connection; a new connection works; one whose connection the server ends fails at once")
     func unansweredStatement() async throws {
         let url = try await TestPostgres.url()
-        defer { Task { await TestPostgres.dropDatabase(url: url) } }
         let (configuration, _) = try PostgresStore.parse(url)
         let logger = Logger(label: "test.deadline")
         let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
@@ -56,5 +55,6 @@ struct PostgresDeadlineTests {
         #expect(ContinuousClock.now - sent < .seconds(10), "failed when the server ended the connection, not at the deadline")
         try await ending.value
         try? await fresh.close()
+        await TestPostgres.dropDatabase(url: url)
     }
 }
