@@ -41,6 +41,11 @@ final class ConsumerState: Sendable {
         var lastCommitError: KafkaError?
         var commitsSucceeded = 0
         var commitsFailed = 0
+        /// Commits acknowledged after a later one of a partition: see
+        /// ``KafkaConsumer/commitsOvertaken``.
+        var commitsOvertaken = 0
+        /// The highest committed offset acknowledged per partition.
+        var acknowledged: [KafkaTopicPartition: Int64] = [:]
         var assignment: [KafkaTopicPartition] = []
     }
     let shared = Mutex(Shared())
@@ -70,7 +75,8 @@ final class ConsumerState: Sendable {
             if !offsets.isEmpty && rd_kafka_assignment_lost(rk.raw) == 0 {
                 let commitList = makePartitionList(offsets)
                 let e = rd_kafka_commit(rk.raw, commitList, 0)
-                noteCommit(commitError(e, commitList, context: "commit on revoke of \(partitions.count) partitions"))
+                noteCommit(commitError(e, commitList, context: "commit on revoke of \(partitions.count) partitions"),
+                           e == RD_KAFKA_RESP_ERR_NO_ERROR ? commitList : nil)
                 rd_kafka_topic_partition_list_destroy(commitList)
             }
             if cooperative {
@@ -81,6 +87,8 @@ final class ConsumerState: Sendable {
             }
             shared.withLock { s in
                 s.assignment = cooperative ? s.assignment.filter { !partitions.contains($0) } : []
+                // Their next owner commits them; ours are compared afresh if they come back.
+                for p in partitions { s.acknowledged[p] = nil }
             }
         default:
             // librdkafka's documented fallback: drop the assignment on any other error.
@@ -92,7 +100,11 @@ final class ConsumerState: Sendable {
 
     func record(_ error: KafkaError) { shared.withLock { $0.lastError = error } }
 
-    func noteCommit(_ error: KafkaError?) {
+    /// Counts a commit's outcome; `list` (its offsets, with librdkafka's
+    /// per-partition errors) tells an acknowledgement that came after a
+    /// later commit's, which set the group's offsets back.
+    func noteCommit(_ error: KafkaError?, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
+        let accepted = list.map(acceptedOffsets) ?? []
         shared.withLock { s in
             if let error {
                 s.commitsFailed += 1
@@ -100,6 +112,15 @@ final class ConsumerState: Sendable {
             } else {
                 s.commitsSucceeded += 1
             }
+            var overtaken = false
+            for (partition, offset) in accepted {
+                if let later = s.acknowledged[partition], later > offset {
+                    overtaken = true
+                } else {
+                    s.acknowledged[partition] = offset
+                }
+            }
+            if overtaken { s.commitsOvertaken += 1 }
         }
     }
 }
@@ -268,7 +289,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             defer { rd_kafka_topic_partition_list_destroy(list) }
             let err = rd_kafka_commit(rk.raw, list, 0)
             let error = commitError(err, list, context: "commit of \(offsets.count) offsets")
-            state.noteCommit(error)
+            state.noteCommit(error, err == RD_KAFKA_RESP_ERR_NO_ERROR ? list : nil)
             if let error { throw error }
         }
     }
@@ -288,7 +309,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         let err = rd_kafka_commit_queue(handle, list, queue, { _, err, list, opaque in
             guard let opaque else { return }
             let state = Unmanaged<ConsumerState>.fromOpaque(opaque).takeUnretainedValue()
-            state.noteCommit(commitError(err, list, context: "background commit"))
+            state.noteCommit(commitError(err, list, context: "background commit"), err == RD_KAFKA_RESP_ERR_NO_ERROR ? list : nil)
         }, Unmanaged.passUnretained(state).toOpaque())
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: "background commit") }
     }
@@ -396,6 +417,15 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// Commits that succeeded and failed so far.
     public var commitCounts: (succeeded: Int, failed: Int) { state.shared.withLock { ($0.commitsSucceeded, $0.commitsFailed) } }
 
+    /// Commits acknowledged after a later commit of the same partition had
+    /// been: the group's offset then is the older one. librdkafka retries a
+    /// commit the coordinator answered with a retriable error (request timed
+    /// out, coordinator moved or loading) after `retry.backoff.ms`, and by
+    /// then a later commit may have gone out and been accepted; the retry
+    /// then sets the offset back, and both report success. Commit the
+    /// finished offsets again when this grows.
+    public var commitsOvertaken: Int { state.shared.withLock { $0.commitsOvertaken } }
+
     /// Leaves the group (the revoke hook runs and its offsets are committed);
     /// every other call throws afterwards. Batches still held stay valid:
     /// the client is destroyed once the consumer and the last of them are
@@ -452,6 +482,14 @@ func commitError(_ err: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kaf
     if err != RD_KAFKA_RESP_ERR_NO_ERROR { return KafkaError(err, context: context) }
     if let list, let failed = partitionErrors(list).first { return KafkaError(failed.1, context: "\(context): \(failed.0)") }
     return nil
+}
+
+/// The offsets of a librdkafka list that carry no error (none negative).
+func acceptedOffsets(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> [(KafkaTopicPartition, Int64)] {
+    UnsafeBufferPointer(start: list.pointee.elems, count: Int(list.pointee.cnt)).compactMap {
+        $0.err == RD_KAFKA_RESP_ERR_NO_ERROR && $0.offset >= 0
+            ? (KafkaTopicPartition(topic: String(cString: $0.topic), partition: $0.partition), $0.offset) : nil
+    }
 }
 
 /// The per-partition errors of a librdkafka list.

@@ -77,9 +77,11 @@ public final class PipelineStatistics: Sendable {
         public var inFlight = 0
         public var paused = false
         public var storeRetries = 0
-        /// Background commits the group refused or that failed, and how
-        /// often an idle lane committed its durable offsets again after one.
+        /// Background commits the group refused or that failed, commits
+        /// accepted after a later one (``KafkaConsumer/commitsOvertaken``),
+        /// and how often the lane committed its durable offsets again after one.
         public var commitsFailed = 0
+        public var commitsOvertaken = 0
         public var recommits = 0
         public var lastStoreMs = 0.0
         public var lastError: String?
@@ -241,7 +243,7 @@ public final class BulkLane: Service, Sendable {
         }
         var routed = 0
         let durableBefore = statistics.snapshot.batches
-        var commitFailuresSeen = 0
+        var commitTroubleSeen = (failed: 0, overtaken: 0)
         var nextRecommit = ContinuousClock.now
         let threads = (0..<shards).map { BlockingThread(name: "telematics-route-\($0)") }
         defer { for thread in threads { thread.stop() } }
@@ -282,8 +284,8 @@ public final class BulkLane: Service, Sendable {
             for error in batch.errors where error.code != .partitionEOF {
                 logger.warning("consumer", metadata: ["error": "\(error)"])
             }
+            recommitIfBehind(consumer, seen: &commitTroubleSeen, next: &nextRecommit)
             if batch.isEmpty {
-                recommitIfFailed(consumer, failuresSeen: &commitFailuresSeen, next: &nextRecommit)
                 if !paused.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
                 continue
             }
@@ -306,21 +308,28 @@ public final class BulkLane: Service, Sendable {
         }
     }
 
-    /// A background commit that failed is not retried by librdkafka. While
-    /// batches keep coming, their commits carry the offsets on; an idle
-    /// lane would leave the group's offsets behind its durable work (lag
-    /// shown, records delivered again after a crash). So an idle poll after
-    /// a failure commits the durable offsets again, once a second at most.
-    private func recommitIfFailed(_ consumer: KafkaConsumer, failuresSeen: inout Int, next: inout ContinuousClock.Instant) {
-        let failed = consumer.commitCounts.failed
-        guard failed > failuresSeen, ContinuousClock.now >= next, statistics.snapshot.inFlight == 0 else { return }
-        failuresSeen = failed
+    /// The group's offsets can fall behind the lane's durable work in two
+    /// ways: a background commit failed (librdkafka does not retry it), or a
+    /// commit retried by librdkafka was accepted after a later one and set
+    /// the offsets back (``KafkaConsumer/commitsOvertaken``), both reported
+    /// as success. The next batches commit only their own partitions, so a
+    /// partition that receives nothing more (an idle lane above all) would
+    /// keep its old offset: lag shown, records delivered again after a
+    /// crash. So after either, the lane commits every durable offset again,
+    /// once a second at most, until no new failure or overtaking shows.
+    private func recommitIfBehind(_ consumer: KafkaConsumer, seen: inout (failed: Int, overtaken: Int), next: inout ContinuousClock.Instant) {
+        let now = (failed: consumer.commitCounts.failed, overtaken: consumer.commitsOvertaken)
+        guard now != seen, ContinuousClock.now >= next else { return }
+        let cause = now.failed > seen.failed
+            ? "a background commit failed (\(consumer.lastCommitError.map { "\($0)" } ?? "?"))"
+            : "a retried commit was accepted after a later one"
+        seen = now
         next = .now + .seconds(1)
-        logger.warning("a background commit failed; committing the durable offsets again",
-                       metadata: ["error": "\(consumer.lastCommitError.map { "\($0)" } ?? "?")"])
+        logger.warning("\(cause); committing the durable offsets again")
         try? consumer.commitInBackground(durable.all)
         statistics.update {
-            $0.commitsFailed = failed
+            $0.commitsFailed = now.failed
+            $0.commitsOvertaken = now.overtaken
             $0.recommits += 1
         }
     }

@@ -18,6 +18,17 @@ func partitionedMessages(_ topic: String, partitions: Range<Int32>, count: Int, 
     }
 }
 
+/// A one-broker cluster with `topic` of `partitions` partitions, `count`
+/// records written to each (``partitionedMessages(_:partitions:count:tag:)``),
+/// and the producer that wrote them.
+func clusterWithRecords(_ topic: String, partitions: Int32, count: Int, tag: String) async throws -> (EmbeddedKafkaCluster, KafkaProducer) {
+    let cluster = try EmbeddedKafkaCluster(brokers: 1)
+    try cluster.createTopic(topic, partitions: Int(partitions))
+    let producer = try KafkaProducer(configuration: .init(bootstrap: cluster.bootstrap))
+    try await producer.send(partitionedMessages(topic, partitions: 0..<partitions, count: count, tag: tag))
+    return (cluster, producer)
+}
+
 /// One poll of `consumer`: the positions of the records it returned (the batch is released).
 func pollPositions(_ consumer: KafkaConsumer, timeoutMs: Int = 100) async throws -> [Position] {
     let batch = try await consumer.poll(maxRecords: 500, timeoutMs: timeoutMs)
@@ -188,11 +199,8 @@ struct ConsumerControlTests {
 
     @Test("a background commit reaches the coordinator without the caller waiting, each commit is counted once, and a refused one is surfaced")
     func backgroundCommit() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
         let topic = "telematics.commit"
-        try cluster.createTopic(topic, partitions: 2)
-        let producer = try KafkaProducer(configuration: .init(bootstrap: cluster.bootstrap))
-        try await producer.send(partitionedMessages(topic, partitions: 0..<2, count: 30, tag: "x"))
+        let (cluster, producer) = try await clusterWithRecords(topic, partitions: 2, count: 30, tag: "x")
         let consumer = try KafkaConsumer(configuration: testConsumerConfiguration(cluster, group: "background"))
         try consumer.subscribe([topic])
         var tracker = KafkaOffsetTracker()
@@ -236,13 +244,42 @@ struct ConsumerControlTests {
         try await producer.close()
     }
 
+    @Test("a commit librdkafka retries after a retriable refusal can be accepted after a later one and set the group's offset back, with both reported as success: the consumer counts it as overtaken")
+    func overtakenCommit() async throws {
+        let topic = "telematics.overtaken"
+        let (cluster, producer) = try await clusterWithRecords(topic, partitions: 1, count: 30, tag: "x")
+        var configuration = testConsumerConfiguration(cluster, group: "overtaken")
+        // The retry waits long enough for the later commit to go out and be answered first.
+        configuration.properties["retry.backoff.ms"] = "1500"
+        let consumer = try KafkaConsumer(configuration: configuration)
+        try consumer.subscribe([topic])
+        var tracker = KafkaOffsetTracker()
+        #expect(try await consume(consumer, count: 30, tracker: &tracker).count == 30)
+        let partition = KafkaTopicPartition(topic: topic, partition: 0)
+
+        // The first commit is answered "request timed out" (librdkafka retries it);
+        // the second goes out meanwhile and is accepted.
+        cluster.pushRequestErrors(apiKey: .offsetCommit, [.requestTimedOut])
+        try consumer.commitInBackground([KafkaProcessedOffset(topic: topic, partition: 0, offset: 9)])
+        try consumer.commitInBackground([KafkaProcessedOffset(topic: topic, partition: 0, offset: 19)])
+        #expect(try await pollUntil([consumer], seconds: 10) { consumer.commitCounts.succeeded >= 2 })
+        #expect(consumer.commitCounts == (succeeded: 2, failed: 0), "both reported as accepted")
+        #expect(consumer.commitsOvertaken == 1, "the retried commit's acknowledgement came after the later one's")
+        #expect(try await consumer.committed([partition]) == [partition: 10], "the retried commit set the offset back")
+
+        // Committing the finished offset again repairs it, and is not counted as overtaken.
+        try consumer.commitInBackground([KafkaProcessedOffset(topic: topic, partition: 0, offset: 19)])
+        #expect(try await pollUntil([consumer], seconds: 5) { consumer.commitCounts.succeeded >= 3 })
+        #expect(try await consumer.committed([partition]) == [partition: 20])
+        #expect(consumer.commitsOvertaken == 1)
+        await consumer.close()
+        try await producer.close()
+    }
+
     @Test("with cooperative-sticky, a joining member takes only some partitions: the first keeps the rest, commits the moved ones in its revoke hook, and no record is read twice")
     func cooperativeRebalance() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
         let topic = "telematics.cooperative"
-        try cluster.createTopic(topic, partitions: 4)
-        let producer = try KafkaProducer(configuration: .init(bootstrap: cluster.bootstrap))
-        try await producer.send(partitionedMessages(topic, partitions: 0..<4, count: 50, tag: "first"))
+        let (cluster, producer) = try await clusterWithRecords(topic, partitions: 4, count: 50, tag: "first")
         var config = testConsumerConfiguration(cluster, group: "cooperative")
         config.assignmentStrategy = .cooperativeSticky
         let all = (0..<4).map { KafkaTopicPartition(topic: topic, partition: Int32($0)) }
@@ -317,11 +354,8 @@ struct ConsumerControlTests {
 
     @Test("when a member joins an eager group while another holds a batch, the holder's unfinished records are re-read, and a revoke commit the coordinator refuses is surfaced")
     func eagerJoinWithHeldBatch() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
         let topic = "telematics.eager-join"
-        try cluster.createTopic(topic, partitions: 4)
-        let producer = try KafkaProducer(configuration: .init(bootstrap: cluster.bootstrap))
-        try await producer.send(partitionedMessages(topic, partitions: 0..<4, count: 40, tag: "held"))
+        let (cluster, producer) = try await clusterWithRecords(topic, partitions: 4, count: 40, tag: "held")
         var config = testConsumerConfiguration(cluster, group: "eager-join")
         config.assignmentStrategy = .range
         let all = (0..<4).map { KafkaTopicPartition(topic: topic, partition: Int32($0)) }

@@ -80,17 +80,20 @@ struct FaultKafkaTests {
 
         // The committed count includes records fetched again after a fault
         // (at least once), so it can pass the record count before every
-        // partition is at its end; the broker's committed offsets were seen
-        // lagging while the lane was idle (caught up at its stop, checked
-        // below). The store decides: it holds what the clean run stored.
+        // partition is at its end. The store decides: it holds what the
+        // clean run stored.
         steps["everything stored"] = await eventually(timeout: .seconds(120)) {
             guard committed() >= records.count else { return false }
             return (try? await store.stats()) == expected
         }
         let faultyTime = ContinuousClock.now - started
+        // And the group's offsets reach the end while the lane runs, idle:
+        // commits that librdkafka retried and that set offsets back after a
+        // later one were seen here before the lane committed again after them.
+        steps["offsets at the end while running"] = await h.waitUntilFullyCommitted(group: group, partitions: Self.partitions, timeout: .seconds(60))
         try await running.stop()
         let snapshot = statistics.snapshot
-        #expect(steps.values.allSatisfy { $0 }, "steps: \(steps); committed \(snapshot.committedRecords) of \(records.count); background commits failed \(snapshot.commitsFailed), committed again \(snapshot.recommits)")
+        #expect(steps.values.allSatisfy { $0 }, "steps: \(steps); committed \(snapshot.committedRecords) of \(records.count); background commits failed \(snapshot.commitsFailed), overtaken \(snapshot.commitsOvertaken), committed again \(snapshot.recommits)")
 
         let uncommitted = try await h.uncommittedIngress(group: group, partitions: Self.partitions)
         #expect(uncommitted.isEmpty, "offsets not committed to the end on \(uncommitted)")
@@ -102,6 +105,7 @@ struct FaultKafkaTests {
             "records": records.count, "clean_ms": milliseconds(cleanTime), "faulty_ms": milliseconds(faultyTime),
             "committed_at_broker_down": committedAtDown, "resumed_400_after_broker_down_ms": milliseconds(resumedAfterDown),
             "resumed_400_after_broker_up_ms": milliseconds(resumedAfterUp), "committed_records": snapshot.committedRecords,
+            "commits_overtaken": snapshot.commitsOvertaken, "recommits": snapshot.recommits,
         ])
     }
 
@@ -124,5 +128,32 @@ struct FaultKafkaTests {
         await store.close()
         #expect(caughtUp, "the group's offsets reached the end while the lane was idle; background commits failed \(snapshot.commitsFailed), committed again \(snapshot.recommits)")
         #expect(snapshot.recommits >= 1, "the lane committed again after a refused commit")
+    }
+
+    @Test("a batch's commit retried by librdkafka is accepted after the next batch's and sets the group's offsets back: the lane notices and commits its durable offsets again")
+    func recommitWhenOvertaken() async throws {
+        let h = try PipelineHarness(partitions: 1)
+        let first = try fleetRecords(40, seed: 41, vehicles: 4)
+        let second = try fleetRecords(40, seed: 43, vehicles: 4)
+        let group = "overtaken"
+        let store = try await h.openStore()
+        // librdkafka retries a commit answered "request timed out" after
+        // retry.backoff.ms: long enough for the next batch's commit to go first.
+        let lane = h.startLane(group: group, store: store) { $0.consumer.properties["retry.backoff.ms"] = "3000" }
+        #expect(await eventually(timeout: .seconds(30)) { lane.statistics.snapshot.assignedPartitions > 0 })
+        h.cluster.pushRequestErrors(apiKey: .offsetCommit, [.requestTimedOut])
+        try await h.produce(first)
+        #expect(await eventually(timeout: .seconds(30)) { lane.committed >= first.count })
+        try await h.produce(second)
+        #expect(await eventually(timeout: .seconds(30)) { lane.committed >= first.count + second.count })
+        // The retry lands a few seconds later, setting the offsets back.
+        let overtaken = await eventually(timeout: .seconds(20)) { lane.statistics.snapshot.commitsOvertaken >= 1 }
+        let caughtUp = await h.waitUntilFullyCommitted(group: group, partitions: 1, timeout: .seconds(20))
+        let snapshot = lane.statistics.snapshot
+        try await lane.running.stop()
+        await store.close()
+        #expect(overtaken, "the first batch's retried commit was accepted after the second's (batches \(snapshot.batches))")
+        #expect(caughtUp, "the group's offsets reached the end; overtaken \(snapshot.commitsOvertaken), failed \(snapshot.commitsFailed), committed again \(snapshot.recommits)")
+        #expect(snapshot.recommits >= 1)
     }
 }
