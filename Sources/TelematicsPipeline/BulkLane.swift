@@ -243,8 +243,7 @@ public final class BulkLane: Service, Sendable {
         }
         var routed = 0
         let durableBefore = statistics.snapshot.batches
-        var commitTroubleSeen = (failed: 0, overtaken: 0)
-        var nextRecommit = ContinuousClock.now
+        var repair = CommitRepair()
         let threads = (0..<shards).map { BlockingThread(name: "telematics-route-\($0)") }
         defer { for thread in threads { thread.stop() } }
         var paused = Set<KafkaTopicPartition>()
@@ -284,7 +283,12 @@ public final class BulkLane: Service, Sendable {
             for error in batch.errors where error.code != .partitionEOF {
                 logger.warning("consumer", metadata: ["error": "\(error)"])
             }
-            recommitIfBehind(consumer, seen: &commitTroubleSeen, next: &nextRecommit)
+            if repair.check(consumer, durable: durable, logger: logger) {
+                statistics.update {
+                    ($0.commitsFailed, $0.commitsOvertaken) = repair.seen
+                    $0.recommits += 1
+                }
+            }
             if batch.isEmpty {
                 if !paused.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
                 continue
@@ -305,32 +309,6 @@ public final class BulkLane: Service, Sendable {
             batch.release()
             statistics.update { $0.inFlight += 1 }
             queue.yield(prepared)
-        }
-    }
-
-    /// The group's offsets can fall behind the lane's durable work in two
-    /// ways: a background commit failed (librdkafka does not retry it), or a
-    /// commit retried by librdkafka was accepted after a later one and set
-    /// the offsets back (``KafkaConsumer/commitsOvertaken``), both reported
-    /// as success. The next batches commit only their own partitions, so a
-    /// partition that receives nothing more (an idle lane above all) would
-    /// keep its old offset: lag shown, records delivered again after a
-    /// crash. So after either, the lane commits every durable offset again,
-    /// once a second at most, until no new failure or overtaking shows.
-    private func recommitIfBehind(_ consumer: KafkaConsumer, seen: inout (failed: Int, overtaken: Int), next: inout ContinuousClock.Instant) {
-        let now = (failed: consumer.commitCounts.failed, overtaken: consumer.commitsOvertaken)
-        guard now != seen, ContinuousClock.now >= next else { return }
-        let cause = now.failed > seen.failed
-            ? "a background commit failed (\(consumer.lastCommitError.map { "\($0)" } ?? "?"))"
-            : "a retried commit was accepted after a later one"
-        seen = now
-        next = .now + .seconds(1)
-        logger.warning("\(cause); committing the durable offsets again")
-        try? consumer.commitInBackground(durable.all)
-        statistics.update {
-            $0.commitsFailed = now.failed
-            $0.commitsOvertaken = now.overtaken
-            $0.recommits += 1
         }
     }
 

@@ -50,6 +50,9 @@ public final class EmergencyStatistics: Sendable {
         public var forwarded = 0
         /// Failed attempts to store or publish (each retried).
         public var retries = 0
+        /// Times the lane committed its finished offsets again after a
+        /// failed or overtaken commit (``CommitRepair``).
+        public var recommits = 0
         /// Milliseconds from an HV warn call's Kafka timestamp to its alert
         /// acknowledged on the alert topic: the latest few thousand.
         public var latenciesMs: [Double] = []
@@ -142,8 +145,13 @@ public final class EmergencyLane: Service, Sendable {
 
     public func run() async throws {
         let topic = configuration.topics.ingress[.hvWarnCall] ?? MessageKind.hvWarnCall.defaultTopic
-        let consumer = try KafkaConsumer(configuration: configuration.consumer)
+        // Offsets of finished batches, committed again after a failed or
+        // overtaken commit; a revoke commits them before the partitions go.
+        let durable = DurableOffsets()
+        let consumer = try KafkaConsumer(configuration: configuration.consumer,
+                                         rebalance: KafkaRebalanceHandler(onRevoke: { durable.take($0) }))
         try consumer.subscribe([topic])
+        var repair = CommitRepair()
         do {
             try await producer.prepare(topics: [configuration.topics.alerts, configuration.topics.deadLetter] + configuration.topics.bulkIngress)
         } catch {
@@ -154,6 +162,7 @@ public final class EmergencyLane: Service, Sendable {
         var failure: (any Error)?
         do {
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                if repair.check(consumer, durable: durable, logger: logger) { statistics.update { $0.recommits += 1 } }
                 // Whatever is there at once; otherwise wait for one record,
                 // which returns as soon as it arrives (a batch poll would wait
                 // out its timeout for a full batch).
@@ -173,6 +182,8 @@ public final class EmergencyLane: Service, Sendable {
                 var others: [KafkaProducerMessage] = []
                 var offsets = KafkaOffsetTracker()
                 offsets.finished(batch)
+                // After the poll: a revoke it served is counted in the ticket.
+                let ticket = durable.ticket
                 for record in batch {
                     do throws(WireError) {
                         let decoded = try decoder.decode(record.value, key: record.key ?? UnsafeRawBufferPointer(start: nil, count: 0))
@@ -204,7 +215,7 @@ public final class EmergencyLane: Service, Sendable {
                 try await deliver(others)
                 try await handled
                 do {
-                    try consumer.commitInBackground(offsets.offsets)
+                    try consumer.commitInBackground(durable.record(offsets.offsets, ticket: ticket))
                 } catch {
                     logger.warning("commit refused; records will be redelivered", metadata: ["error": "\(error)"])
                 }

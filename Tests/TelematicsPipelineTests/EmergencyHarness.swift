@@ -174,8 +174,11 @@ extension PipelineHarness {
         return c
     }
 
-    func emergencyLane(group: String, handler: @escaping AlertHandler, statistics: EmergencyStatistics = EmergencyStatistics()) throws -> EmergencyLane {
-        try EmergencyLane(configuration: emergencyConfiguration(group: group), dictionaries: dictionaries, handler: handler,
+    func emergencyLane(group: String, handler: @escaping AlertHandler, statistics: EmergencyStatistics = EmergencyStatistics(),
+                       adjust: (inout EmergencyLaneConfiguration) -> Void = { _ in }) throws -> EmergencyLane {
+        var configuration = emergencyConfiguration(group: group)
+        adjust(&configuration)
+        return try EmergencyLane(configuration: configuration, dictionaries: dictionaries, handler: handler,
                           statistics: statistics, logger: Logger(label: "test.emergency"))
     }
 

@@ -86,6 +86,36 @@ struct EmergencyLaneTests {
         await desk.close()
     }
 
+    @Test("a commit retried by librdkafka is accepted after the next batch's and sets the HV warn topic's offset back: the lane commits its finished offsets again")
+    func recommitWhenOvertaken() async throws {
+        let h = try PipelineHarness(partitions: 1)
+        let desk = try await DeskFixture.make()
+        var vehicle = VehicleScript("WMW11DJ0X02E00001")
+        let group = "el-overtaken.emergency"
+        let statistics = EmergencyStatistics()
+        // librdkafka retries a commit answered "request timed out" after
+        // retry.backoff.ms: long enough for the next batch's commit to go first.
+        let lane = try h.emergencyLane(group: group, handler: desk.handler, statistics: statistics) {
+            $0.consumer.properties["retry.backoff.ms"] = "3000"
+        }
+        let (overtaken, caughtUp) = try await whileRunning([lane]) {
+            h.cluster.pushRequestErrors(apiKey: .offsetCommit, [.requestTimedOut])
+            try await h.produce([vehicle.record(VehicleScript.hvWarn("hv-1"))])
+            #expect(await eventually(timeout: .seconds(45)) { statistics.snapshot.published >= 1 })
+            try await h.produce([vehicle.record(VehicleScript.hvWarn("hv-2"))])
+            #expect(await eventually(timeout: .seconds(30)) { statistics.snapshot.published >= 2 })
+            // The retry lands a few seconds later, setting the offset back; the lane repairs it.
+            let overtaken = await eventually(timeout: .seconds(20)) { statistics.snapshot.recommits >= 1 }
+            let caughtUp = await eventually(timeout: .seconds(20)) {
+                (try? await h.fullyCommitted(group: group, topic: Self.hvTopic, partitions: 1)) == true
+            }
+            return (overtaken, caughtUp)
+        }
+        await desk.close()
+        #expect(overtaken, "the lane committed again after the first batch's retried commit; \(statistics.snapshot)")
+        #expect(caughtUp, "the group's offset reached the end of the HV warn topic while the lane ran")
+    }
+
     @Test("the same (VIN, event_id) sent 3 times with increasing sequence: one message on callcentre.alerts, one stored alert updated twice")
     func deduplication() async throws {
         let h = try PipelineHarness(partitions: 2)
