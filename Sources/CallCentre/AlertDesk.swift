@@ -109,9 +109,14 @@ public actor AlertDesk {
     /// ago and not escalated yet: marks it in the store (which refuses an
     /// alert acknowledged meanwhile, so an acknowledged alert never
     /// escalates), tells subscribers, and publishes it with `escalated:
-    /// true`, once. A publish that fails is tried again on the next round
-    /// (the desk keeps it in memory); a store error is logged and the alert
-    /// is looked at again on the next round. The records escalated now.
+    /// true`, then notes the publication in the store. The store is the
+    /// outbox: a publish that fails is tried again on the next round (the
+    /// desk keeps it in memory); one left unpublished by a desk that stopped
+    /// (a crash between the mark and the publish) or by another desk is
+    /// published once it is ``orphanedEscalationMs`` old. At least once:
+    /// a crash after a publish and before its note publishes it again. A
+    /// store error is logged and the alert looked at again on the next
+    /// round. The records escalated now.
     @discardableResult
     public func escalateDue() async -> [AlertRecord] {
         let now = clock()
@@ -128,6 +133,16 @@ public actor AlertDesk {
         } catch {
             logger.error("cannot escalate alerts", metadata: ["error": "\(error)"])
         }
+        do {
+            let known = Set(unpublished.map(\.id))
+            let orphans = try await store.unpublishedEscalations(escalatedAtOrBeforeMs: now - Self.orphanedEscalationMs, limit: 100)
+            for record in orphans where !known.contains(record.id) {
+                logger.warning("publishing an escalation left unpublished", metadata: ["alert": "\(record.id)"])
+                unpublished.append(record)
+            }
+        } catch {
+            logger.error("cannot look for unpublished escalations", metadata: ["error": "\(error)"])
+        }
         var failed: [AlertRecord] = []
         for record in unpublished {
             do {
@@ -135,11 +150,23 @@ public actor AlertDesk {
             } catch {
                 logger.error("cannot publish escalated alert", metadata: ["alert": "\(record.id)", "error": "\(error)"])
                 failed.append(record)
+                continue
+            }
+            do {
+                try await store.markEscalationPublished(id: record.id, atMs: clock())
+            } catch {
+                // Published: found again as an orphan later, and published once more.
+                logger.error("cannot note an escalation published", metadata: ["alert": "\(record.id)", "error": "\(error)"])
             }
         }
         unpublished = failed
         return escalated
     }
+
+    /// How long an escalation may wait unpublished in the store before any
+    /// desk publishes it: well past a round (a second), so that a live
+    /// desk's own publication is rarely doubled by another's.
+    public static let orphanedEscalationMs: Int64 = 10_000
 
     /// Runs ``escalateDue()`` and ``followStore(windowMs:)`` every `interval`, and ``purge(olderThanMs:)``
     /// (six months) at start and every `purgeInterval` (never when nil: a

@@ -97,6 +97,13 @@ public protocol AlertStore: Sendable {
     /// Marks an open, not yet escalated alert escalated; the record, or nil
     /// when nothing changed (no such alert, acknowledged, or already escalated).
     func markEscalated(id: String, atMs: Int64) async throws(StoreError) -> AlertRecord?
+    /// Escalated alerts whose escalation is not published yet (an outbox:
+    /// a desk that failed to publish, or stopped before it did, leaves them
+    /// here for the next round or the next desk), escalated at or before
+    /// `escalatedAtOrBeforeMs`, oldest first, at most `limit`.
+    func unpublishedEscalations(escalatedAtOrBeforeMs: Int64, limit: Int) async throws(StoreError) -> [AlertRecord]
+    /// Notes that the alert's escalation was published (the first time counts).
+    func markEscalationPublished(id: String, atMs: Int64) async throws(StoreError)
     /// One alert by id.
     func alert(id: String) async throws(StoreError) -> AlertRecord?
     /// Alerts, P0 before P1, then newest (first received) first; only open
@@ -127,6 +134,11 @@ public protocol AlertStore: Sendable {
 enum AlertRows {
     /// The stored columns, in the order every SELECT returns them.
     static let columns = "id, payload, received_at_ms, updated_at_ms, updates, acknowledged_by, acknowledged_at_ms, escalated_at_ms"
+    /// An escalation not yet published.
+    static let unpublishedEscalation = "escalated_at_ms IS NOT NULL AND escalation_published_at_ms IS NULL"
+    /// Finds them without a scan (few at any time).
+    static let unpublishedEscalationsIndex =
+        "CREATE INDEX IF NOT EXISTS callcentre_alerts_escalation_outbox ON callcentre_alerts (escalated_at_ms) WHERE \(unpublishedEscalation)"
 
     /// The ORDER BY of listings: P0 before P1, newest first.
     static let listingOrder = "ORDER BY priority, received_at_ms DESC, id"

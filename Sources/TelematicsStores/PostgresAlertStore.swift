@@ -65,12 +65,25 @@ public actor PostgresAlertStore: AlertStore {
             acknowledged_by text,
             acknowledged_at_ms bigint,
             escalated_at_ms bigint,
-            payload text NOT NULL
+            payload text NOT NULL,
+            escalation_published_at_ms bigint
         )
         """,
         "CREATE INDEX IF NOT EXISTS callcentre_alerts_listing ON callcentre_alerts (priority, received_at_ms)",
         "CREATE INDEX IF NOT EXISTS callcentre_alerts_open ON callcentre_alerts (received_at_ms) WHERE acknowledged_at_ms IS NULL",
         "CREATE INDEX IF NOT EXISTS callcentre_alerts_recorded ON callcentre_alerts (recorded_at_ms)",
+        // A table made before the escalation outbox gets its column; the
+        // escalations stored until then count as published (as in SQLiteAlertStore).
+        """
+        DO $$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                           AND table_name = 'callcentre_alerts' AND column_name = 'escalation_published_at_ms') THEN
+                ALTER TABLE callcentre_alerts ADD COLUMN escalation_published_at_ms bigint;
+                UPDATE callcentre_alerts SET escalation_published_at_ms = escalated_at_ms WHERE escalated_at_ms IS NOT NULL;
+            END IF;
+        END $$
+        """,
+        AlertRows.unpublishedEscalationsIndex,
     ]
 
     /// The open connection, reconnecting when the server dropped the last one.
@@ -246,6 +259,28 @@ public actor PostgresAlertStore: AlertStore {
                 RETURNING \(AlertRows.columns)
                 """, binds
             ).first
+        }
+    }
+
+    public func unpublishedEscalations(escalatedAtOrBeforeMs: Int64, limit: Int) async throws(StoreError) -> [AlertRecord] {
+        try await run("unpublishedEscalations") { session in
+            var binds = PostgresBindings()
+            binds.append(escalatedAtOrBeforeMs)
+            binds.append(Int64(max(0, limit)))
+            return try await session.records(
+                "SELECT \(AlertRows.columns) FROM callcentre_alerts WHERE \(AlertRows.unpublishedEscalation) AND escalated_at_ms <= $1 ORDER BY escalated_at_ms, id LIMIT $2",
+                binds)
+        }
+    }
+
+    public func markEscalationPublished(id: String, atMs: Int64) async throws(StoreError) {
+        try await run("markEscalationPublished") { session in
+            var binds = PostgresBindings()
+            binds.append(atMs)
+            binds.append(id)
+            _ = try await session.records(
+                "UPDATE callcentre_alerts SET escalation_published_at_ms = $1 WHERE id = $2 AND escalation_published_at_ms IS NULL RETURNING \(AlertRows.columns)",
+                binds)
         }
     }
 

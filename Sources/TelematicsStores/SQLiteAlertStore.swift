@@ -49,6 +49,7 @@ public actor SQLiteAlertStore: AlertStore {
             // A second process (the console of another command) may hold the write lock briefly.
             _ = try await connection.query("PRAGMA busy_timeout=5000")
             for statement in Self.schema { _ = try await connection.query(statement) }
+            try await Self.addEscalationOutbox(connection)
         } catch {
             try? await connection.close()
             try? await threadPool.shutdownGracefully()
@@ -82,13 +83,36 @@ public actor SQLiteAlertStore: AlertStore {
             acknowledged_by TEXT,
             acknowledged_at_ms INTEGER,
             escalated_at_ms INTEGER,
-            payload TEXT NOT NULL
+            payload TEXT NOT NULL,
+            escalation_published_at_ms INTEGER
         )
         """,
         "CREATE INDEX IF NOT EXISTS callcentre_alerts_listing ON callcentre_alerts (priority, received_at_ms)",
         "CREATE INDEX IF NOT EXISTS callcentre_alerts_open ON callcentre_alerts (received_at_ms) WHERE acknowledged_at_ms IS NULL",
         "CREATE INDEX IF NOT EXISTS callcentre_alerts_recorded ON callcentre_alerts (recorded_at_ms)",
     ]
+
+    /// Adds `escalation_published_at_ms` to a table made before it (see
+    /// ``AlertStore/unpublishedEscalations(escalatedAtOrBeforeMs:limit:)``):
+    /// escalations stored until then count as published, as the desk that
+    /// made them published them or kept them in memory only. Then the index
+    /// of escalations waiting to be published.
+    static func addEscalationOutbox(_ connection: SQLiteConnection) async throws {
+        let columns = try await connection.query("PRAGMA table_info(callcentre_alerts)").compactMap { $0.column("name")?.string }
+        if !columns.contains("escalation_published_at_ms") {
+            _ = try await connection.query("BEGIN IMMEDIATE")
+            do {
+                _ = try await connection.query("ALTER TABLE callcentre_alerts ADD COLUMN escalation_published_at_ms INTEGER")
+                _ = try await connection.query(
+                    "UPDATE callcentre_alerts SET escalation_published_at_ms = escalated_at_ms WHERE escalated_at_ms IS NOT NULL")
+                _ = try await connection.query("COMMIT")
+            } catch {
+                _ = try? await connection.query("ROLLBACK")
+                throw error
+            }
+        }
+        _ = try await connection.query(AlertRows.unpublishedEscalationsIndex)
+    }
 
     /// Runs `body` on the open connection, turning every failure into a ``StoreError``.
     private func run<T>(_ operation: String, _ body: (SQLiteConnection) async throws -> T) async throws(StoreError) -> T {
@@ -182,6 +206,23 @@ public actor SQLiteAlertStore: AlertStore {
                 WHERE id = ? AND acknowledged_at_ms IS NULL AND escalated_at_ms IS NULL RETURNING id
                 """, [.int(atMs), .text(id)])
             return changed.isEmpty ? nil : try await Self.select(connection, id: id)
+        }
+    }
+
+    public func unpublishedEscalations(escalatedAtOrBeforeMs: Int64, limit: Int) async throws(StoreError) -> [AlertRecord] {
+        try await run("unpublishedEscalations") { connection in
+            try await connection.query(
+                "SELECT \(AlertRows.columns) FROM callcentre_alerts WHERE \(AlertRows.unpublishedEscalation) AND escalated_at_ms <= ? ORDER BY escalated_at_ms, id LIMIT ?",
+                [.int(escalatedAtOrBeforeMs), .integer(max(0, limit))]
+            ).map(Self.record)
+        }
+    }
+
+    public func markEscalationPublished(id: String, atMs: Int64) async throws(StoreError) {
+        try await transaction("markEscalationPublished") { connection in
+            _ = try await connection.query(
+                "UPDATE callcentre_alerts SET escalation_published_at_ms = ? WHERE id = ? AND escalation_published_at_ms IS NULL",
+                [.int(atMs), .text(id)])
         }
     }
 

@@ -127,6 +127,36 @@ struct AlertDeskTests {
         }
     }
 
+    @Test("an escalation marked by a desk that stopped before publishing it is published by the next desk on the store, once", arguments: AlertStoreKind.allCases)
+    func escalationOutlivesStop(kind: AlertStoreKind) async throws {
+        try await withAlertStore(kind) { made in
+            let clock = ManualClock()
+            // The first desk marks the escalation, and every publish fails until it stops.
+            let down = Published(failFirst: 1_000)
+            let first = AlertDesk(store: made.store, clock: clock.closure, publish: down.publish)
+            let id = try await first.receive(Sample.hvWarn()).record.id
+            clock.advance(by: 60_000)
+            #expect(await first.escalateDue().map(\.id) == [id])
+            #expect(down.all.isEmpty)
+
+            // The next desk (a restart) on the same data publishes it once it is orphaned, and only once.
+            let published = Published()
+            let reopened = try await made.reopen()
+            let next = AlertDesk(store: reopened, clock: clock.closure, publish: published.publish)
+            #expect(await next.escalateDue().isEmpty)
+            #expect(published.all.isEmpty, "not before it is \(AlertDesk.orphanedEscalationMs) ms old: its desk may still publish it")
+            clock.advance(by: AlertDesk.orphanedEscalationMs)
+            #expect(await next.escalateDue().isEmpty, "nothing newly escalated")
+            #expect(published.all.map(\.id) == [id])
+            #expect(published.all.first?.alert.escalated == true)
+            clock.advance(by: 60_000)
+            _ = await next.escalateDue()
+            #expect(published.all.count == 1, "published once")
+            #expect(try await made.store.unpublishedEscalations(escalatedAtOrBeforeMs: clock(), limit: 10).isEmpty)
+            await reopened.close()
+        }
+    }
+
     @Test("a failed publish of an escalation is retried, and sent once")
     func publishRetried() async throws {
         let published = Published(failFirst: 1)

@@ -295,15 +295,16 @@ struct SchemaSixUpgradeTests {
 }
 
 /// A database written directly, as an older version of the program left it.
-private enum V1Database {
+enum V1Database {
     case sqlite(String)
     case postgres(String)
 
-    func execute(_ statements: [String]) async throws {
+    /// Runs `statements`; on SQLite, in `file` of the data directory.
+    func execute(_ statements: [String], file: String = SQLiteStore.fileName) async throws {
         switch self {
         case .sqlite(let directory):
             let connection = try await SQLiteConnection.open(
-                storage: .file(path: (directory as NSString).appendingPathComponent(SQLiteStore.fileName)))
+                storage: .file(path: (directory as NSString).appendingPathComponent(file)))
             do {
                 for sql in statements { _ = try await connection.query(sql) }
             } catch {
