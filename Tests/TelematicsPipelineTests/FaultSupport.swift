@@ -61,31 +61,42 @@ final class LaneSampler: Sendable {
     private let shared: Shared
     private let task: Task<Void, Never>
 
+    private let statistics: PipelineStatistics
+
     init(_ statistics: PipelineStatistics) {
         var first = Summary()
         first.committedAtStart = statistics.snapshot.committedRecords
         first.mostCommitted = first.committedAtStart
         let shared = Shared(first)
         self.shared = shared
+        self.statistics = statistics
         task = Task.detached {
             while shared.running.load(ordering: .relaxed) {
-                let s = statistics.snapshot
-                let rss = residentMemoryBytes()
-                shared.state.withLock {
-                    $0.mostInFlight = max($0.mostInFlight, s.inFlight)
-                    $0.sawPause = $0.sawPause || s.paused
-                    $0.peakRSS = max($0.peakRSS, rss)
-                    $0.mostCommitted = max($0.mostCommitted, s.committedRecords)
-                }
+                Self.sample(statistics, into: shared)
                 try? await Task.sleep(for: .milliseconds(10))
             }
         }
     }
 
+    private static func sample(_ statistics: PipelineStatistics, into shared: Shared) {
+        let s = statistics.snapshot
+        let rss = residentMemoryBytes()
+        shared.state.withLock {
+            $0.mostInFlight = max($0.mostInFlight, s.inFlight)
+            $0.sawPause = $0.sawPause || s.paused
+            $0.peakRSS = max($0.peakRSS, rss)
+            $0.mostCommitted = max($0.mostCommitted, s.committedRecords)
+        }
+    }
+
     /// Stops watching; what was seen.
+    /// The state at the stop counts too: on a loaded machine the sampling
+    /// task may not have run since the caller saw what it waited for (a
+    /// CI run missed a pause that way).
     func stop() async -> Summary {
         shared.running.store(false, ordering: .relaxed)
         await task.value
+        Self.sample(statistics, into: shared)
         return shared.state.withLock { $0 }
     }
 }
