@@ -353,9 +353,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             let err = rd_kafka_committed(rk.raw, list, timeoutMs)
             guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: "committed offsets") }
             var out: [KafkaTopicPartition: Int64] = [:]
-            for e in UnsafeBufferPointer(start: list.pointee.elems, count: Int(list.pointee.cnt)) {
-                out[KafkaTopicPartition(topic: String(cString: e.topic), partition: e.partition)] = e.offset
-            }
+            for e in elements(list) { out[KafkaTopicPartition(e)] = e.offset }
             return out
         }
     }
@@ -468,11 +466,21 @@ func makePartitionList(_ offsets: [KafkaProcessedOffset], exact: Bool = false) -
     return list
 }
 
+/// The elements of a librdkafka list, valid while the list is.
+func elements(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> UnsafeBufferPointer<rd_kafka_topic_partition_t> {
+    UnsafeBufferPointer(start: list.pointee.elems, count: Int(list.pointee.cnt))
+}
+
+extension KafkaTopicPartition {
+    /// The topic and partition of a librdkafka list element.
+    init(_ element: rd_kafka_topic_partition_t) {
+        self.init(topic: String(cString: element.topic), partition: element.partition)
+    }
+}
+
 /// The partitions of a librdkafka list.
 func topicPartitions(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> [KafkaTopicPartition] {
-    UnsafeBufferPointer(start: list.pointee.elems, count: Int(list.pointee.cnt)).map {
-        KafkaTopicPartition(topic: String(cString: $0.topic), partition: $0.partition)
-    }
+    elements(list).map(KafkaTopicPartition.init)
 }
 
 /// The failure of a commit: the request's error, else the first
@@ -486,17 +494,12 @@ func commitError(_ err: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kaf
 
 /// The offsets of a librdkafka list that carry no error (none negative).
 func acceptedOffsets(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> [(KafkaTopicPartition, Int64)] {
-    UnsafeBufferPointer(start: list.pointee.elems, count: Int(list.pointee.cnt)).compactMap {
-        $0.err == RD_KAFKA_RESP_ERR_NO_ERROR && $0.offset >= 0
-            ? (KafkaTopicPartition(topic: String(cString: $0.topic), partition: $0.partition), $0.offset) : nil
-    }
+    elements(list).compactMap { $0.err == RD_KAFKA_RESP_ERR_NO_ERROR && $0.offset >= 0 ? (KafkaTopicPartition($0), $0.offset) : nil }
 }
 
 /// The per-partition errors of a librdkafka list.
 func partitionErrors(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> [(KafkaTopicPartition, rd_kafka_resp_err_t)] {
-    UnsafeBufferPointer(start: list.pointee.elems, count: Int(list.pointee.cnt)).compactMap {
-        $0.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : (KafkaTopicPartition(topic: String(cString: $0.topic), partition: $0.partition), $0.err)
-    }
+    elements(list).compactMap { $0.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : (KafkaTopicPartition($0), $0.err) }
 }
 
 /// Resumes a continuation once, whichever of several callers comes first.

@@ -134,8 +134,8 @@ public actor PostgresAlertStore: AlertStore {
         let connection: PostgresConnection
         let logger: Logger
 
-        func execute(_ sql: String) async throws {
-            try await connection.checkedQuery(PostgresQuery(unsafeSQL: sql), logger: logger)
+        func execute(_ sql: String, _ binds: PostgresBindings = PostgresBindings()) async throws {
+            _ = try await connection.checkedQuery(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).collect()
         }
 
         /// The one integer a statement returns.
@@ -278,9 +278,8 @@ public actor PostgresAlertStore: AlertStore {
             var binds = PostgresBindings()
             binds.append(atMs)
             binds.append(id)
-            _ = try await session.records(
-                "UPDATE callcentre_alerts SET escalation_published_at_ms = $1 WHERE id = $2 AND escalation_published_at_ms IS NULL RETURNING \(AlertRows.columns)",
-                binds)
+            try await session.execute(
+                "UPDATE callcentre_alerts SET escalation_published_at_ms = $1 WHERE id = $2 AND escalation_published_at_ms IS NULL", binds)
         }
     }
 

@@ -100,15 +100,10 @@ public actor SQLiteAlertStore: AlertStore {
     static func addEscalationOutbox(_ connection: SQLiteConnection) async throws {
         let columns = try await connection.query("PRAGMA table_info(callcentre_alerts)").compactMap { $0.column("name")?.string }
         if !columns.contains("escalation_published_at_ms") {
-            _ = try await connection.query("BEGIN IMMEDIATE")
-            do {
+            try await inTransaction(connection) { connection in
                 _ = try await connection.query("ALTER TABLE callcentre_alerts ADD COLUMN escalation_published_at_ms INTEGER")
                 _ = try await connection.query(
                     "UPDATE callcentre_alerts SET escalation_published_at_ms = escalated_at_ms WHERE escalated_at_ms IS NOT NULL")
-                _ = try await connection.query("COMMIT")
-            } catch {
-                _ = try? await connection.query("ROLLBACK")
-                throw error
             }
         }
         _ = try await connection.query(AlertRows.unpublishedEscalationsIndex)
@@ -131,17 +126,20 @@ public actor SQLiteAlertStore: AlertStore {
         _ operation: String, urgent: Bool = false, _ body: @escaping @Sendable (SQLiteConnection) async throws -> T
     ) async throws(StoreError) -> T {
         try await gate.exclusively(urgent: urgent) { () async throws(StoreError) in
-            try await self.run(operation) { connection in
-                _ = try await connection.query("BEGIN IMMEDIATE")
-                do {
-                    let result = try await body(connection)
-                    _ = try await connection.query("COMMIT")
-                    return result
-                } catch {
-                    _ = try? await connection.query("ROLLBACK")
-                    throw error
-                }
-            }
+            try await self.run(operation) { try await Self.inTransaction($0, body) }
+        }
+    }
+
+    /// `body` between `BEGIN IMMEDIATE` and `COMMIT`, rolled back on any error.
+    private static func inTransaction<T>(_ connection: SQLiteConnection, _ body: (SQLiteConnection) async throws -> T) async throws -> T {
+        _ = try await connection.query("BEGIN IMMEDIATE")
+        do {
+            let result = try await body(connection)
+            _ = try await connection.query("COMMIT")
+            return result
+        } catch {
+            _ = try? await connection.query("ROLLBACK")
+            throw error
         }
     }
 
